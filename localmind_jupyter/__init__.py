@@ -1,0 +1,70 @@
+"""LocalMind for Jupyter: local and remote language models behind one interface.
+
+Importing the package is cheap on purpose (``%load_ext`` must stay fast): the
+public names below are resolved on first access.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ModelLoader": "localmind_jupyter.core.model_loader",
+    "ModelRegistry": "localmind_jupyter.core.model_registry",
+    "load_config": "localmind_jupyter.config",
+    "BaseBackend": "localmind_jupyter.backends.base",
+    "ModelResponse": "localmind_jupyter.backends.base",
+    "DownloadProgress": "localmind_jupyter.backends.base",
+    "LocalMindError": "localmind_jupyter.errors",
+    "BackendUnavailable": "localmind_jupyter.errors",
+    "ModelNotFound": "localmind_jupyter.errors",
+    "GenerationError": "localmind_jupyter.errors",
+    "DownloadError": "localmind_jupyter.errors",
+    "ConfigError": "localmind_jupyter.errors",
+    "OptionError": "localmind_jupyter.errors",
+}
+
+__all__ = [  # noqa: RUF022 - grouped as in _LAZY
+    "__version__",
+    "ModelLoader",
+    "ModelRegistry",
+    "load_config",
+    "BaseBackend",
+    "ModelResponse",
+    "DownloadProgress",
+    "LocalMindError",
+    "BackendUnavailable",
+    "ModelNotFound",
+    "GenerationError",
+    "DownloadError",
+    "ConfigError",
+    "OptionError",
+]
+
+if TYPE_CHECKING:
+    from .backends.base import BaseBackend, DownloadProgress, ModelResponse
+    from .config import load_config
+    from .core.model_loader import ModelLoader
+    from .core.model_registry import ModelRegistry
+    from .errors import (
+        BackendUnavailable,
+        ConfigError,
+        DownloadError,
+        GenerationError,
+        LocalMindError,
+        ModelNotFound,
+        OptionError,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'localmind_jupyter' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,400 @@
+"""Ollama through its HTTP API, with httpx (imported on the first request, not at start-up).
+
+Follows Ollama's documented behaviour: NDJSON streams, ``{"error": ...}`` bodies,
+in-band error lines after streaming started, ``keep_alive`` to load and unload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
+from .base import (
+    BackendSettings,
+    BaseBackend,
+    DownloadProgress,
+    ProgressCallback,
+    ResponseStream,
+    StreamTimer,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_PORT = 11434
+DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+def normalize_host(host: str) -> str:
+    """Turn an ``OLLAMA_HOST``-style value into a base URL, as Ollama's own clients do.
+
+    ``example.com`` -> ``http://example.com:11434``; ``:1234`` -> ``http://127.0.0.1:1234``;
+    ``https://h`` -> ``https://h:443``; a bind-all address becomes loopback for connecting.
+    """
+    host = host.strip().strip("\"'").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    scheme, has_scheme = "http", "://" in host
+    if has_scheme:
+        scheme, host = host.split("://", 1)
+    default_port = (
+        {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT) if has_scheme else DEFAULT_PORT
+    )
+    hostport, _, path = host.partition("/")
+    split = urlsplit(f"//{hostport}")
+    hostname = split.hostname or "127.0.0.1"
+    try:
+        port = split.port or default_port
+    except ValueError:
+        port = default_port
+    if hostname in {"0.0.0.0", ""}:
+        hostname = "127.0.0.1"
+    elif hostname == "::":
+        hostname = "::1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    base = f"{scheme}://{hostname}:{port}"
+    path = path.strip("/")
+    return f"{base}/{path}" if path else base
+
+
+@dataclass(frozen=True)
+class OllamaSettings(BackendSettings):
+    #: Where Ollama listens; else ``OLLAMA_HOST``, else http://127.0.0.1:11434.
+    base_url: str | None = None
+    connect_timeout: float = 5.0
+    #: Longest silence between two streamed lines (a cold model load can take a while).
+    read_timeout: float = 300.0
+    probe_timeout: float = 2.0
+    #: How long Ollama keeps the model loaded after a request (``"5m"``, seconds, ``-1``).
+    keep_alive: str | float | None = None
+    #: Extra HTTP headers, e.g. ``Authorization`` for an Ollama behind a proxy.
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+class OllamaBackend(BaseBackend):
+    type_name = "ollama"
+    display_name = "Ollama"
+    Settings = OllamaSettings
+    extra_options = frozenset({"keep_alive", "format"})
+    settings: OllamaSettings
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(settings, name=name, defaults=defaults)
+        configured = self.settings.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_BASE_URL
+        self.base_url = normalize_host(configured)
+        self._client: httpx.Client | None = None
+        self._version: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<OllamaBackend {self.name!r} at {self.base_url}>"
+
+    # --- HTTP plumbing ----------------------------------------------------------------------
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(
+                        base_url=self.base_url,
+                        timeout=httpx.Timeout(
+                            self.settings.read_timeout, connect=self.settings.connect_timeout
+                        ),
+                        headers={"Accept": "application/json", **self.settings.headers},
+                    )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _not_running(self, exc: Exception | None = None) -> BackendUnavailable:
+        detail = f" ({_short(exc)})" if exc else ""
+        return BackendUnavailable(
+            f"Ollama is not running at {self.base_url}{detail} — start it with `ollama serve` "
+            f"or set backends.{self.name}.settings.base_url"
+        )
+
+    def _send(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, stream: bool = False
+    ) -> httpx.Response:
+        """Send a request; transport failures become our errors, HTTP errors are left to callers."""
+        import httpx
+
+        request = self.client.build_request(method, path, json=body)
+        try:
+            return self.client.send(request, stream=stream)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self._not_running(exc) from None
+        except httpx.TimeoutException:
+            raise GenerationError(
+                f"Ollama at {self.base_url} did not answer within {self.settings.read_timeout:g} s "
+                f"— a large model may still be loading; raise "
+                f"backends.{self.name}.settings.read_timeout"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(
+                f"cannot talk to Ollama at {self.base_url} ({_short(exc)})"
+            ) from None
+
+    def _raise_for_status(self, response: httpx.Response, model: str | None = None) -> None:
+        if response.status_code < 400:
+            return
+        if not response.is_closed:
+            response.read()
+            response.close()
+        message = _error_text(response)
+        status = response.status_code
+        if status == 404 and model is not None and "not found" in message:
+            raise ModelNotFound(
+                f"model '{model}' is not installed in Ollama — pull it with "
+                f"`%localmind pull {model}`{self._installed_hint()}"
+            )
+        if status == 400 and "invalid model name" in message:
+            raise ModelNotFound(
+                f"'{model}' is not a valid Ollama model name (expected name or name:tag, "
+                "e.g. llama3.2:1b)"
+            )
+        if "must be of type" in message:
+            raise OptionError(f"Ollama rejected an option: {message}")
+        raise GenerationError(f"Ollama answered HTTP {status}: {message}")
+
+    def _installed_hint(self) -> str:
+        try:
+            names = self.list_models()
+        except Exception:  # noqa: BLE001 - only a hint
+            return ""
+        if not names:
+            return " (no models are installed yet)"
+        return f" (installed: {', '.join(names[:8])}{' …' if len(names) > 8 else ''})"
+
+    # --- contract ---------------------------------------------------------------------------
+    def check_availability(self) -> tuple[bool, str | None]:
+        import httpx
+
+        try:
+            response = self.client.get("/api/version", timeout=self.settings.probe_timeout)
+        except httpx.ConnectError as exc:
+            why = "connection refused" if "refused" in str(exc).lower() else _short(exc)
+            return False, f"{why} at {self.base_url} — start Ollama with `ollama serve`"
+        except httpx.TimeoutException:
+            return False, f"no answer from {self.base_url} within {self.settings.probe_timeout:g} s"
+        except httpx.HTTPError as exc:
+            return False, f"cannot reach {self.base_url} ({_short(exc)})"
+        try:
+            self._version = response.json()["version"]
+        except (ValueError, KeyError, TypeError):
+            return False, (
+                f"{self.base_url} answered HTTP {response.status_code} but is not an Ollama server"
+            )
+        return True, None
+
+    def list_models(self) -> list[str]:
+        return [m["name"] for m in self.installed_model_details()]
+
+    def installed_model_details(self) -> list[dict[str, Any]]:
+        """``/api/tags`` entries: name, size, details (family, parameter size, quantisation)."""
+        response = self._send("GET", "/api/tags")
+        self._raise_for_status(response)
+        return list(response.json().get("models") or [])
+
+    def load_model(self, model: str) -> None:
+        body: dict[str, Any] = {"model": model, "messages": []}
+        if self.settings.keep_alive is not None:
+            body["keep_alive"] = self.settings.keep_alive
+        self._raise_for_status(self._send("POST", "/api/chat", body), model)
+
+    def unload_model(self, model: str) -> None:
+        body = {"model": model, "messages": [], "keep_alive": 0}
+        self._raise_for_status(self._send("POST", "/api/chat", body), model)
+
+    def get_backend_info(self) -> dict[str, Any]:
+        return {**super().get_backend_info(), "base_url": self.base_url, "version": self._version}
+
+    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
+        opts = self.parse_options(kwargs)
+        options: dict[str, Any] = {}
+        if opts.temperature is not None:
+            options["temperature"] = opts.temperature
+        if opts.top_p is not None:
+            options["top_p"] = opts.top_p
+        if opts.seed is not None:
+            options["seed"] = opts.seed
+        if opts.max_tokens is not None:
+            options["num_predict"] = opts.max_tokens
+        if opts.stop:
+            options["stop"] = opts.stop
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": opts.chat_messages(prompt),
+            "stream": True,
+        }
+        if options:
+            body["options"] = options
+        keep_alive = opts.extra.get("keep_alive", self.settings.keep_alive)
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        if "format" in opts.extra:
+            body["format"] = opts.extra["format"]
+
+        stream = ResponseStream(model, self.name)
+        timer = StreamTimer()
+        response = self._send("POST", "/api/chat", body, stream=True)
+        self._raise_for_status(response, model)
+        return stream.bind(self._read_chat(response, stream, timer))
+
+    def _read_chat(
+        self, response: httpx.Response, stream: ResponseStream, timer: StreamTimer
+    ) -> Generator[str, None, None]:
+        """Yield message pieces from the NDJSON body; the ``finally`` closes the connection."""
+        import httpx
+
+        pieces = stream.pieces
+        final: dict[str, Any] | None = None
+        buffer = b""
+        try:
+            for data in response.iter_bytes():
+                buffer += data
+                if b"\n" not in data:
+                    continue
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    chunk = json.loads(line)
+                    if "error" in chunk:
+                        raise GenerationError(
+                            f"Ollama reported an error mid-answer: {chunk['error']}", stream.text
+                        )
+                    content = chunk["message"]["content"] if "message" in chunk else None
+                    if content:
+                        if timer.first is None:
+                            timer.mark_piece()
+                        pieces.append(content)
+                        yield content
+                    if chunk.get("done"):
+                        final = chunk
+                        break
+                if final is not None:
+                    break
+        except GeneratorExit:
+            timer.finish(
+                stream, finish_reason="cancelled", prompt_tokens=None, completion_tokens=None
+            )
+            raise
+        except httpx.TimeoutException:
+            raise GenerationError(
+                f"Ollama sent nothing for {self.settings.read_timeout:g} s mid-answer; the partial "
+                f"answer is kept — raise backends.{self.name}.settings.read_timeout if the model "
+                "is slow",
+                stream.text,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise GenerationError(
+                f"the connection to Ollama at {self.base_url} dropped mid-answer "
+                f"({_short(exc)}); the partial answer is kept",
+                stream.text,
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GenerationError(
+                f"Ollama sent a line that is not a valid chat chunk ({_short(exc)})", stream.text
+            ) from None
+        finally:
+            response.close()
+        if final is None:
+            raise GenerationError(
+                "the stream from Ollama ended before its final message; the partial answer is kept",
+                stream.text,
+            )
+        eval_count = final.get("eval_count")
+        eval_duration = final.get("eval_duration")
+        tokens_per_second = (
+            eval_count / eval_duration * 1e9 if eval_count and eval_duration else None
+        )
+        timer.finish(
+            stream,
+            finish_reason=final.get("done_reason"),
+            prompt_tokens=final.get("prompt_eval_count"),
+            completion_tokens=eval_count,
+            tokens_per_second=tokens_per_second,
+        )
+
+    def download_model(
+        self,
+        model: str,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """``/api/pull`` turned into overall progress across layers; ``cancel`` closes it."""
+        import httpx
+
+        layers: dict[str, tuple[int, int]] = {}  # digest -> (completed, total)
+        status = "pulling manifest"
+        response = self._send("POST", "/api/pull", {"model": model, "stream": True}, stream=True)
+        if response.status_code >= 400:
+            response.read()
+            raise DownloadError(f"Ollama refused to pull '{model}': {_error_text(response)}")
+        try:
+            for line in response.iter_lines():
+                if cancel is not None and cancel.is_set():
+                    return
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if "error" in event:
+                    message = event["error"]
+                    if "file does not exist" in message:
+                        raise DownloadError(
+                            f"'{model}' is not in the Ollama library ({message}) — check the "
+                            "name and tag at https://ollama.com/search"
+                        )
+                    raise DownloadError(f"Ollama could not pull '{model}': {message}")
+                status = event.get("status", status)
+                digest = event.get("digest")
+                if digest and "total" in event:
+                    layers[digest] = (event.get("completed", 0), event["total"])
+                if progress is not None:
+                    completed = sum(c for c, _ in layers.values())
+                    total = sum(t for _, t in layers.values()) or None
+                    progress(DownloadProgress(model, self.name, status, completed, total))
+        except httpx.HTTPError as exc:
+            raise DownloadError(
+                f"the connection to Ollama dropped while pulling '{model}' ({_short(exc)}); "
+                "pull again to resume"
+            ) from None
+        finally:
+            response.close()
+        if status != "success":
+            raise DownloadError(f"the pull of '{model}' ended before Ollama reported success")
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The ``error`` of an Ollama error body, or the start of whatever else came back."""
+    try:
+        data = response.json()
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return data["error"]
+    except ValueError:
+        pass
+    text = response.text.strip()
+    return text[:200] or f"HTTP {response.status_code} with an empty body"
+
+
+def _short(exc: BaseException | None) -> str:
+    text = str(exc) if exc else ""
+    return text.splitlines()[0][:160] if text else type(exc).__name__

@@ -1,0 +1,316 @@
+"""OpenAI-compatible servers through the official ``openai`` client (imported on first use).
+
+One backend type serves OpenAI itself and every server that speaks its Chat
+Completions API: vLLM, LM Studio, llama.cpp's ``llama-server``. ``preset`` only
+changes the default ``base_url``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    BackendUnavailable,
+    ConfigError,
+    DownloadError,
+    GenerationError,
+    ModelNotFound,
+    OptionError,
+)
+from ..secrets import redact
+from .base import (
+    BackendSettings,
+    BaseBackend,
+    ProgressCallback,
+    ResponseStream,
+    StreamTimer,
+)
+
+if TYPE_CHECKING:
+    import openai
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+#: Default base URLs of the servers that speak the same API.
+PRESETS: dict[str, str] = {
+    "openai": OPENAI_BASE_URL,
+    "vllm": "http://localhost:8000/v1",
+    "lmstudio": "http://localhost:1234/v1",
+    "llamacpp": "http://localhost:8080/v1",
+}
+
+#: Local servers accept any key, but the client insists on one.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+@dataclass(frozen=True)
+class OpenAISettings(BackendSettings):
+    #: ``openai``, ``vllm``, ``lmstudio`` or ``llamacpp``: picks the default base URL.
+    preset: str | None = None
+    #: Else ``OPENAI_BASE_URL``, else the preset's URL, else OpenAI's.
+    base_url: str | None = None
+    #: Else ``OPENAI_API_KEY``; write ``${MY_KEY}`` in config.yaml rather than the key itself.
+    api_key: str | None = field(default=None, repr=False)
+    connect_timeout: float = 5.0
+    read_timeout: float = 300.0
+    probe_timeout: float = 2.0
+    #: Ask for token usage in streams (``stream_options.include_usage``); old servers may refuse.
+    include_usage: bool = True
+    #: Models to offer when the server cannot list them.
+    models: list[str] = field(default_factory=list)
+
+
+class OpenAIBackend(BaseBackend):
+    type_name = "openai"
+    display_name = "OpenAI-compatible"
+    Settings = OpenAISettings
+    settings: OpenAISettings
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(settings, name=name, defaults=defaults)
+        preset = self.settings.preset
+        if preset is not None and preset not in PRESETS:
+            key = f"backends.{self.name}.settings.preset"
+            raise ConfigError(
+                f"{key}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", key=key
+            )
+        self.base_url = (
+            self.settings.base_url
+            or os.environ.get("OPENAI_BASE_URL")
+            or PRESETS.get(preset or "openai", OPENAI_BASE_URL)
+        ).rstrip("/")
+        self._api_key = self.settings.api_key or os.environ.get("OPENAI_API_KEY") or None
+        self._client: openai.OpenAI | None = None
+
+    def __repr__(self) -> str:
+        return f"<OpenAIBackend {self.name!r} at {self.base_url}>"
+
+    @property
+    def is_openai_cloud(self) -> bool:
+        return self.base_url.startswith(OPENAI_BASE_URL)
+
+    @property
+    def client(self) -> openai.OpenAI:
+        if self._client is None:
+            if self._api_key is None and self.is_openai_cloud:
+                raise BackendUnavailable(
+                    "no OpenAI API key — set OPENAI_API_KEY or "
+                    f"backends.{self.name}.settings.api_key (e.g. '${{OPENAI_API_KEY}}')"
+                )
+            import openai
+
+            with self._lock:
+                if self._client is None:
+                    self._client = openai.OpenAI(
+                        base_url=self.base_url,
+                        api_key=self._api_key or _PLACEHOLDER_KEY,
+                        timeout=openai.Timeout(
+                            self.settings.read_timeout, connect=self.settings.connect_timeout
+                        ),
+                        max_retries=0,
+                    )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # --- errors -----------------------------------------------------------------------------
+    def _translate(
+        self,
+        exc: Exception,
+        model: str | None = None,
+        partial: str = "",
+        *,
+        mid_stream: bool = False,
+    ) -> Exception:
+        """Map an ``openai`` exception to ours, with the fix in the message and no secret in it."""
+        import openai
+
+        message = redact(_api_message(exc), self._api_key)
+        if isinstance(exc, openai.APIConnectionError):
+            if mid_stream:
+                return GenerationError(
+                    f"the connection to {self.base_url} dropped mid-answer; the partial answer "
+                    "is kept",
+                    partial,
+                )
+            return BackendUnavailable(
+                f"cannot reach the OpenAI-compatible server at {self.base_url} — is it running? "
+                f"Check backends.{self.name}.settings.base_url"
+            )
+        if isinstance(exc, openai.AuthenticationError):
+            return BackendUnavailable(
+                f"{self.base_url} rejected the API key (HTTP 401) — set OPENAI_API_KEY or "
+                f"backends.{self.name}.settings.api_key"
+            )
+        if isinstance(exc, openai.NotFoundError) and model is not None:
+            return ModelNotFound(
+                f"model '{model}' is not served at {self.base_url}{self._served_hint()}"
+            )
+        if isinstance(exc, openai.BadRequestError):
+            return OptionError(f"{self.base_url} rejected the request: {message}")
+        if isinstance(exc, openai.RateLimitError):
+            return GenerationError(
+                f"{self.base_url} is rate limiting requests (HTTP 429): {message} — wait and retry",
+                partial,
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return GenerationError(
+                f"{self.base_url} answered HTTP {exc.status_code}: {message}", partial
+            )
+        if isinstance(exc, openai.APIError):
+            return GenerationError(f"the server reported an error mid-answer: {message}", partial)
+        return GenerationError(f"unexpected failure: {redact(str(exc), self._api_key)}", partial)
+
+    def _served_hint(self) -> str:
+        try:
+            names = self.list_models()
+        except Exception:  # noqa: BLE001 - only a hint
+            return ""
+        return f" (served: {', '.join(names[:8])})" if names else ""
+
+    # --- contract ---------------------------------------------------------------------------
+    def check_availability(self) -> tuple[bool, str | None]:
+        import openai
+
+        try:
+            client = self.client.with_options(timeout=self.settings.probe_timeout)
+            client.models.list()
+        except BackendUnavailable as exc:
+            return False, str(exc)
+        except openai.APIConnectionError as exc:
+            why = "connection refused" if "refused" in str(exc.__cause__).lower() else "no answer"
+            return False, f"{why} at {self.base_url}"
+        except openai.AuthenticationError:
+            return False, f"{self.base_url} rejected the API key (HTTP 401)"
+        except openai.APIStatusError as exc:
+            if self.settings.models:
+                return True, None  # the server cannot list, but models are configured
+            return False, f"{self.base_url} answered HTTP {exc.status_code} to /models"
+        return True, None
+
+    def list_models(self) -> list[str]:
+        import openai
+
+        try:
+            return sorted(m.id for m in self.client.models.list())
+        except openai.APIStatusError:
+            if self.settings.models:
+                return list(self.settings.models)
+            raise
+        except openai.APIError as exc:
+            raise self._translate(exc) from None
+
+    def download_model(
+        self,
+        model: str,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        raise DownloadError(
+            f"the {self.display_name} backend serves remote models; nothing to download — the "
+            f"server at {self.base_url} decides which models it serves"
+        )
+
+    def get_backend_info(self) -> dict[str, Any]:
+        return {
+            **super().get_backend_info(),
+            "base_url": self.base_url,
+            "preset": self.settings.preset,
+            "api_key_set": self._api_key is not None,
+        }
+
+    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
+        import openai
+
+        opts = self.parse_options(kwargs)
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": opts.chat_messages(prompt),
+            "stream": True,
+        }
+        if self.settings.include_usage:
+            params["stream_options"] = {"include_usage": True}
+        for name in ("temperature", "top_p", "seed", "max_tokens"):
+            value = getattr(opts, name)
+            if value is not None:
+                params[name] = value
+        if opts.stop:
+            params["stop"] = opts.stop
+
+        stream = ResponseStream(model, self.name)
+        timer = StreamTimer()
+        try:
+            chunks = self.client.chat.completions.create(**params)
+        except openai.APIError as exc:
+            raise self._translate(exc, model) from None
+        return stream.bind(self._read_chunks(chunks, stream, timer, model))
+
+    def _read_chunks(
+        self, chunks: Any, stream: ResponseStream, timer: StreamTimer, model: str
+    ) -> Generator[str, None, None]:
+        import openai
+
+        pieces = stream.pieces
+        finish_reason: str | None = None
+        usage: Any = None
+        try:
+            for chunk in chunks:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                content = choice.delta.content if choice.delta is not None else None
+                if content:
+                    if timer.first is None:
+                        timer.mark_piece()
+                    pieces.append(content)
+                    yield content
+                if choice.finish_reason:
+                    finish_reason = choice.finish_reason
+        except GeneratorExit:
+            timer.finish(
+                stream, finish_reason="cancelled", prompt_tokens=None, completion_tokens=None
+            )
+            raise
+        except openai.APIError as exc:
+            raise self._translate(exc, model, stream.text, mid_stream=True) from None
+        finally:
+            chunks.close()
+        if finish_reason is None:
+            raise GenerationError(
+                f"the stream from {self.base_url} ended before the answer finished; the partial "
+                "answer is kept",
+                stream.text,
+            )
+        timer.finish(
+            stream,
+            finish_reason=finish_reason,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+        )
+
+
+def _api_message(exc: Exception) -> str:
+    """The server's own error message, without the SDK's 'Error code: …' wrapping."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return str(getattr(exc, "message", None) or exc)

@@ -1,0 +1,260 @@
+"""``~/.localmind/config.yaml``: which backends exist, their settings, defaults and timeouts.
+
+A broken file must give one clear line naming the file, the line, the key and the
+fix, never a traceback wall, so parsing keeps YAML's node marks for every key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from annotated_types import Gt
+
+from .errors import ConfigError
+from .paths import config_path
+from .secrets import is_secret_key
+
+#: The model a fresh install answers with: no server, no key.
+EMBEDDED_DEFAULT_MODEL = "transformers:smollm2-135m-instruct"
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+# Plain dataclasses, validated by pydantic only when a file is read: the default path
+# (no file) then imports neither pydantic nor yaml, which keeps start-up fast.
+_STRICT: dict[str, Any] = {"extra": "forbid"}
+
+
+@dataclass
+class Timeouts:
+    """Seconds. ``probe`` bounds the availability check so one dead server cannot stall start-up."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    connect: Annotated[float, Gt(0)] = 5.0
+    read: Annotated[float, Gt(0)] = 300.0
+    probe: Annotated[float, Gt(0)] = 2.0
+
+
+@dataclass
+class BackendConfig:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    type: str
+    enabled: bool = True
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"BackendConfig(type={self.type!r}, enabled={self.enabled!r}, "
+            f"settings={mask_secrets(self.settings)!r})"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass
+class LocalMindConfig:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    default_model: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    backends: dict[str, BackendConfig] = field(default_factory=dict)
+    #: Where this config came from (None: built-in defaults); used to point at lines in errors.
+    source: ClassVar[Path | None] = None
+    key_lines: ClassVar[dict[str, int]] = {}
+
+    def line_of(self, key: str) -> int | None:
+        return self.key_lines.get(key)
+
+    def error(self, message: str, key: str) -> ConfigError:
+        """A ConfigError that points at ``key`` in the file this config came from."""
+        return ConfigError(
+            message, path=str(self.source) if self.source else None, line=self.line_of(key), key=key
+        )
+
+    def resolved_settings(self, name: str) -> dict[str, Any]:
+        """The backend's settings with ``${ENV}`` references filled in."""
+        backend = self.backends[name]
+        return {
+            key: _interpolate(value, self, f"backends.{name}.settings.{key}")
+            for key, value in backend.settings.items()
+        }
+
+    def effective_default_model(self) -> str:
+        return self.default_model or EMBEDDED_DEFAULT_MODEL
+
+    def to_display_dict(self) -> dict[str, Any]:
+        """The effective config with secrets masked, for ``%localmind config`` and logs."""
+        data = asdict(self)
+        for backend in data["backends"].values():
+            backend["settings"] = mask_secrets(backend["settings"])
+        return data
+
+
+def mask_secrets(value: Any, key: str = "") -> Any:
+    """Replace the values of secret-looking keys; ``${ENV}`` references are not secrets."""
+    if isinstance(value, Mapping):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, key) for v in value]
+    if is_secret_key(key) and value and not (isinstance(value, str) and _ENV_REF.fullmatch(value)):
+        return "****"
+    return value
+
+
+def _interpolate(value: Any, config: LocalMindConfig, key: str) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise config.error(
+                f"environment variable {name} is not set (used by {key}); "
+                f"export it or write ${{{name}:-default}}",
+                key,
+            )
+
+        return _ENV_REF.sub(replace, value)
+    if isinstance(value, list):
+        return [_interpolate(v, config, key) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _interpolate(v, config, f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def default_backends() -> dict[str, BackendConfig]:
+    """Ollama and Transformers always; OpenAI once a key or a base URL says it is wanted."""
+    wants_openai = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
+    return {
+        "ollama": BackendConfig(type="ollama"),
+        "transformers": BackendConfig(type="transformers"),
+        "openai": BackendConfig(type="openai", enabled=wants_openai),
+    }
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, known_types: Sequence[str] | None = None
+) -> LocalMindConfig:
+    """Read and validate the config; an absent file means the defaults."""
+    file = Path(path) if path is not None else config_path()
+    if not file.exists():
+        if path is not None or os.environ.get("LOCALMIND_CONFIG"):
+            raise ConfigError(
+                "config file not found; create it or unset LOCALMIND_CONFIG", path=str(file)
+            )
+        return LocalMindConfig(backends=default_backends())
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file ({exc})", path=str(file)) from None
+    return parse_config(text, source=file, known_types=known_types)
+
+
+def parse_config(
+    text: str, source: Path | None = None, known_types: Sequence[str] | None = None
+) -> LocalMindConfig:
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    where = str(source) if source else "<config>"
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            f"invalid YAML: {problem} (check indentation, colons and quotes)",
+            path=where,
+            line=mark.line + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", path=where) from None
+
+    lines = _key_lines(node) if node is not None else {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "the top level must be a mapping (keys like backends:, default_model:)",
+            path=where,
+            line=1,
+        )
+    data = dict(data)
+    raw_backends = data.get("backends")
+    if raw_backends is None:
+        data["backends"] = {k: asdict(v) for k, v in default_backends().items()}
+    elif isinstance(raw_backends, dict):
+        # `type` may be left out when the backend's name is its type (`ollama: {enabled: true}`).
+        data["backends"] = {
+            name: (
+                {"type": name, **spec} if isinstance(spec, dict) and "type" not in spec else spec
+            )
+            for name, spec in raw_backends.items()
+        }
+    try:
+        config = TypeAdapter(LocalMindConfig).validate_python(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        raise ConfigError(
+            f"{key}: {_explain(error)}",
+            path=where,
+            line=_nearest_line(lines, error["loc"]),
+            key=key,
+        ) from None
+    config.source = source
+    config.key_lines = lines
+    if known_types is not None:
+        for name, backend in config.backends.items():
+            if backend.type not in known_types:
+                raise config.error(
+                    f"backends.{name}.type: unknown backend type {backend.type!r}; known types: "
+                    f"{', '.join(sorted(known_types))} (a plugin package may add more)",
+                    f"backends.{name}.type",
+                )
+    return config
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key; check its spelling (see docs/configuration.md)"
+    if kind == "missing":
+        return "required key is missing"
+    got = error.get("input")
+    return f"{error['msg']} (got {got!r:.60})"
+
+
+def _nearest_line(lines: Mapping[str, int], loc: Sequence[Any]) -> int | None:
+    parts = [str(p) for p in loc]
+    while parts:
+        line = lines.get(".".join(parts))
+        if line is not None:
+            return line
+        parts.pop()
+    return None
+
+
+def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    """Map dotted key paths to 1-based line numbers of their keys (``node``: a YAML node)."""
+    import yaml
+
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            key = f"{prefix}.{index}"
+            lines[key] = item.start_mark.line + 1
+            lines.update(_key_lines(item, key))
+    return lines

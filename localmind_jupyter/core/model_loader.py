@@ -1,0 +1,130 @@
+"""Builds the configured backends through the entry points and probes them.
+
+An unavailable backend stays listed with its reason: the magic, the widgets and
+the REST API all need to say *why* a backend cannot be used.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends import backend_class, backend_types
+from ..backends.base import BaseBackend
+from ..config import LocalMindConfig, load_config
+from ..errors import BackendUnavailable, ConfigError, LocalMindError
+
+_TIMEOUT_SETTINGS = {"connect_timeout": "connect", "read_timeout": "read", "probe_timeout": "probe"}
+
+
+@dataclass
+class BackendStatus:
+    """One configured backend: built or not, reachable or not, and why."""
+
+    name: str
+    type: str
+    enabled: bool
+    backend: BaseBackend | None = None
+    #: None until probed.
+    available: bool | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "enabled": self.enabled,
+            "available": self.available,
+            "reason": self.reason,
+        }
+
+
+def build_backend(config: LocalMindConfig, name: str) -> BackendStatus:
+    """Build one backend; a bad setting or missing plugin becomes the status's reason."""
+    spec = config.backends[name]
+    status = BackendStatus(name=name, type=spec.type, enabled=spec.enabled)
+    if not spec.enabled:
+        status.available = False
+        status.reason = f"disabled in the config (set backends.{name}.enabled: true)"
+        return status
+    try:
+        cls = backend_class(spec.type)
+        defaults = {s: getattr(config.timeouts, t) for s, t in _TIMEOUT_SETTINGS.items()}
+        status.backend = cls(config.resolved_settings(name), name=name, defaults=defaults)
+    except ConfigError as exc:
+        if exc.path is None and exc.key is not None and config.source is not None:
+            exc = config.error(str(exc), exc.key)
+        status.available = False
+        status.reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+        status.available = False
+        status.reason = f"backend type {spec.type!r} could not be loaded: {exc}"
+    return status
+
+
+class ModelLoader:
+    """The configured backends of one process (a kernel, the Jupyter server)."""
+
+    def __init__(self, config: LocalMindConfig | None = None) -> None:
+        self.config = config if config is not None else load_config(known_types=backend_types())
+        self.statuses: dict[str, BackendStatus] = {
+            name: build_backend(self.config, name) for name in self.config.backends
+        }
+
+    def __repr__(self) -> str:
+        return f"<ModelLoader backends={list(self.statuses)}>"
+
+    @property
+    def backends(self) -> dict[str, BaseBackend]:
+        """The enabled backends that could be built (reachable or not)."""
+        return {n: s.backend for n, s in self.statuses.items() if s.backend is not None}
+
+    def get(self, name: str) -> BaseBackend:
+        status = self.statuses.get(name)
+        if status is None:
+            raise BackendUnavailable(
+                f"no backend named {name!r}; configured backends: {', '.join(self.statuses)}"
+            )
+        if status.backend is None:
+            raise BackendUnavailable(f"backend {name!r} cannot be used: {status.reason}")
+        return status.backend
+
+    def resolve(self, spec: str | None = None) -> tuple[BaseBackend, str]:
+        """``backend:model`` (or the configured default) -> the backend and its model name."""
+        spec = spec or self.config.effective_default_model()
+        name, sep, model = spec.partition(":")
+        if not sep or name not in self.statuses or not model:
+            raise BackendUnavailable(
+                f"cannot tell which backend serves {spec!r}: write it as backend:model, "
+                f"with backend one of {', '.join(self.statuses)} (e.g. ollama:llama3.2:1b)"
+            )
+        return self.get(name), model
+
+    def probe(self, timeout: float | None = None) -> dict[str, BackendStatus]:
+        """Check every built backend at once; a backend that does not answer in time is down."""
+        timeout = self.config.timeouts.probe if timeout is None else timeout
+        targets = {n: s for n, s in self.statuses.items() if s.backend is not None}
+        if not targets:
+            return self.statuses
+        pool = ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="localmind-probe")
+        futures = {pool.submit(_check, s.backend): s for s in targets.values()}
+        done, _ = wait(futures, timeout=timeout + 0.5)
+        for future, status in futures.items():
+            if future in done:
+                status.available, status.reason = future.result()
+            else:
+                status.available = False
+                status.reason = f"no answer within {timeout:g} s"
+        pool.shutdown(wait=False, cancel_futures=True)
+        return self.statuses
+
+
+def _check(backend: BaseBackend | None) -> tuple[bool, str | None]:
+    assert backend is not None
+    try:
+        return backend.check_availability()
+    except LocalMindError as exc:
+        return False, str(exc)
+    except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
+        return False, f"availability check failed: {type(exc).__name__}: {exc}"

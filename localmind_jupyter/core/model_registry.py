@@ -1,0 +1,172 @@
+"""What each backend offers (its catalog) merged with what is installed there.
+
+One call returns the shape of the seed's ``GET /api/models/available``, which the
+REST API serves as-is and the widgets and ``%localmind models`` render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from ..errors import LocalMindError
+from .model_loader import BackendStatus, ModelLoader
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    description: str = ""
+    size: int | None = None
+    parameters: str | None = None
+    tags: tuple[str, ...] = ()
+    license: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_ENTRY_KEYS = {"name", "description", "size", "parameters", "tags", "license"}
+
+
+@cache
+def load_catalog(backend_type: str) -> tuple[CatalogEntry, ...]:
+    """The catalog shipped for a backend type; a type without one has an empty catalog."""
+    resource = files("localmind_jupyter.catalogs") / f"{backend_type}.yaml"
+    if not resource.is_file():
+        return ()
+    import yaml
+
+    data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
+    return tuple(
+        CatalogEntry(
+            name=str(item["name"]),
+            description=item.get("description", ""),
+            size=item.get("size"),
+            parameters=item.get("parameters"),
+            tags=tuple(item.get("tags") or ()),
+            license=item.get("license"),
+            extra={k: v for k, v in item.items() if k not in _ENTRY_KEYS},
+        )
+        for item in data.get("models") or []
+    )
+
+
+def human_size(size: int | None) -> str:
+    """``1300000000`` -> ``1.3 GB`` (decimal units, as model libraries list sizes)."""
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _canonical(name: str, backend_type: str) -> str:
+    """Ollama treats ``llama3.2`` and ``llama3.2:latest`` as one model, case-insensitively."""
+    if backend_type == "ollama":
+        name = name.lower()
+        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+    return name
+
+
+def merge_models(
+    catalog: tuple[CatalogEntry, ...], installed: list[dict[str, Any]], backend_type: str
+) -> list[dict[str, Any]]:
+    """Catalog entries marked installed or not, plus installed models the catalog lacks.
+
+    Installed models come first, then the catalog in its own order.
+    """
+    installed_by_key = {_canonical(m["name"], backend_type): m for m in installed}
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for entry in catalog:
+        key = _canonical(entry.name, backend_type)
+        seen.add(key)
+        found = installed_by_key.get(key)
+        size = (found or {}).get("size") or entry.size
+        rows.append(
+            {
+                "name": found["name"] if found else entry.name,
+                "description": entry.description,
+                "size": size,
+                "size_human": human_size(size),
+                "parameters": entry.parameters,
+                "tags": list(entry.tags),
+                "license": entry.license,
+                "installed": found is not None,
+                "in_catalog": True,
+            }
+        )
+    for key, model in installed_by_key.items():
+        if key in seen:
+            continue
+        details = model.get("details") or {}
+        size = model.get("size")
+        rows.append(
+            {
+                "name": model["name"],
+                "description": _describe(details),
+                "size": size,
+                "size_human": human_size(size),
+                "parameters": details.get("parameter_size"),
+                "tags": [],
+                "license": None,
+                "installed": True,
+                "in_catalog": False,
+            }
+        )
+    rows.sort(key=lambda row: not row["installed"])  # stable: keeps catalog order
+    return rows
+
+
+def _describe(details: dict[str, Any]) -> str:
+    parts = [
+        details.get("family"),
+        details.get("parameter_size"),
+        details.get("quantization_level"),
+    ]
+    text = " ".join(str(p) for p in parts if p)
+    return f"installed locally ({text})" if text else "installed locally"
+
+
+class ModelRegistry:
+    """Catalog plus installed state for every configured backend."""
+
+    def __init__(self, loader: ModelLoader | None = None) -> None:
+        self.loader = loader if loader is not None else ModelLoader()
+
+    def models(self, backend_name: str) -> list[dict[str, Any]]:
+        backend = self.loader.get(backend_name)
+        return merge_models(
+            load_catalog(backend.type_name), backend.installed_model_details(), backend.type_name
+        )
+
+    def available(self, probe: bool = True) -> dict[str, Any]:
+        """``{"status": "ok", "backends": {name: {"info", "models", "installed"}}}``."""
+        statuses = self.loader.probe() if probe else self.loader.statuses
+        return {
+            "status": "ok",
+            "backends": {name: self._backend_entry(status) for name, status in statuses.items()},
+        }
+
+    def _backend_entry(self, status: BackendStatus) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": status.name, "type": status.type}
+        installed: list[dict[str, Any]] = []
+        backend = status.backend
+        if backend is not None:
+            info.update(backend.get_backend_info())
+            if status.available is not False:
+                try:
+                    installed = backend.installed_model_details()
+                except LocalMindError as exc:
+                    status.available, status.reason = False, str(exc)
+        info.update(enabled=status.enabled, available=status.available, reason=status.reason)
+        models = merge_models(load_catalog(status.type), installed, status.type)
+        return {
+            "info": info,
+            "models": models,
+            "installed": [m["name"] for m in installed],
+        }
