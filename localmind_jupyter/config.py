@@ -6,14 +6,14 @@ fix, never a traceback wall, so parsing keeps YAML's node marks for every key.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
-
-from annotated_types import Gt
+from typing import Any, ClassVar
 
 from .errors import ConfigError
 from .paths import config_path
@@ -35,9 +35,9 @@ class Timeouts:
     """Seconds. ``probe`` bounds the availability check so one dead server cannot stall start-up."""
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
-    connect: Annotated[float, Gt(0)] = 5.0
-    read: Annotated[float, Gt(0)] = 300.0
-    probe: Annotated[float, Gt(0)] = 2.0
+    connect: float = 5.0
+    read: float = 300.0
+    probe: float = 2.0
 
 
 @dataclass
@@ -211,6 +211,12 @@ def parse_config(
         ) from None
     config.source = source
     config.key_lines = lines
+    for name, value in asdict(config.timeouts).items():
+        if value <= 0:
+            raise config.error(
+                f"timeouts.{name}: must be greater than 0 seconds (got {value:g})",
+                f"timeouts.{name}",
+            )
     if known_types is not None:
         for name, backend in config.backends.items():
             if backend.type not in known_types:
@@ -222,10 +228,18 @@ def parse_config(
     return config
 
 
+_UNKNOWN_KEY_ERRORS = {"extra_forbidden", "unexpected_keyword_argument"}
+
+
 def _explain(error: Mapping[str, Any]) -> str:
     kind = error.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key; check its spelling (see docs/configuration.md)"
+    if kind in _UNKNOWN_KEY_ERRORS:
+        loc = [str(p) for p in error["loc"]]
+        schema = {1: LocalMindConfig, 2: Timeouts}.get(len(loc), BackendConfig)
+        known = [f.name for f in dataclasses.fields(schema)]
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        return f"unknown key; {hint} (see docs/configuration.md)"
     if kind == "missing":
         return "required key is missing"
     got = error.get("input")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -110,7 +111,7 @@ def parse_options(
             or not isinstance(turn.get("content"), str)
         ):
             raise OptionError(
-                "each message must be a dict with role 'system', 'user' or 'assistant' "
+                "each entry of messages must be a dict with role 'system', 'user' or 'assistant' "
                 f"and string content; got {turn!r:.80}"
             )
     opts.messages = [{"role": t["role"], "content": t["content"]} for t in messages]
@@ -297,11 +298,14 @@ def validate_settings(
         first = exc.errors()[0]
         key = f"backends.{backend_name}.settings." + ".".join(str(p) for p in first["loc"])
         shown = "****" if is_secret_key(key) else repr(first.get("input"))[:60]
-        hint = (
-            "unknown setting; check its spelling"
-            if first["type"] == "extra_forbidden"
-            else f"{first['msg']} (got {shown})"
-        )
+        if first["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:
+            known = [f.name for f in dataclasses.fields(schema)]
+            close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+            hint = "unknown setting; " + (
+                f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(known)}"
+            )
+        else:
+            hint = f"{first['msg']} (got {shown})"
         raise ConfigError(f"{key}: {hint}", key=key) from None
 
 

@@ -6,11 +6,10 @@ the REST API all need to say *why* a backend cannot be used.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends import backend_class, backend_types
+from ..backends import backend_class
 from ..backends.base import BaseBackend
 from ..config import LocalMindConfig, load_config
 from ..errors import BackendUnavailable, ConfigError, LocalMindError
@@ -49,7 +48,10 @@ def build_backend(config: LocalMindConfig, name: str) -> BackendStatus:
         status.reason = f"disabled in the config (set backends.{name}.enabled: true)"
         return status
     try:
-        cls = backend_class(spec.type)
+        try:
+            cls = backend_class(spec.type)
+        except ConfigError as exc:
+            raise config.error(str(exc), f"backends.{name}.type") from None
         defaults = {s: getattr(config.timeouts, t) for s, t in _TIMEOUT_SETTINGS.items()}
         status.backend = cls(config.resolved_settings(name), name=name, defaults=defaults)
     except ConfigError as exc:
@@ -67,7 +69,7 @@ class ModelLoader:
     """The configured backends of one process (a kernel, the Jupyter server)."""
 
     def __init__(self, config: LocalMindConfig | None = None) -> None:
-        self.config = config if config is not None else load_config(known_types=backend_types())
+        self.config = config if config is not None else load_config()
         self.statuses: dict[str, BackendStatus] = {
             name: build_backend(self.config, name) for name in self.config.backends
         }
@@ -103,6 +105,8 @@ class ModelLoader:
 
     def probe(self, timeout: float | None = None) -> dict[str, BackendStatus]:
         """Check every built backend at once; a backend that does not answer in time is down."""
+        from concurrent.futures import ThreadPoolExecutor, wait
+
         timeout = self.config.timeouts.probe if timeout is None else timeout
         targets = {n: s for n, s in self.statuses.items() if s.backend is not None}
         if not targets:

@@ -1,0 +1,36 @@
+"""Small helpers shared by the benchmark scripts (run from the repository root)."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def start_server(module: str, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a test server in its own process (so it does not share our GIL); return its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", "0", "--lifetime", "900", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http"):
+        proc.kill()
+        raise RuntimeError(f"{module} did not start: {url!r}")
+    return proc, url
+
+
+def row(name: str, ours: float, raw: float, unit: str, goal: str) -> str:
+    return f"| {name} | {ours:.4g} {unit} | {raw:.4g} {unit} | {ours / raw:.3f} | {goal} |"
