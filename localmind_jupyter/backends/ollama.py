@@ -47,6 +47,8 @@ def normalize_host(host: str) -> str:
         {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT) if has_scheme else DEFAULT_PORT
     )
     hostport, _, path = host.partition("/")
+    if hostport.count(":") > 1 and not hostport.startswith("["):
+        hostport = f"[{hostport}]"  # a bare IPv6 address, no port
     split = urlsplit(f"//{hostport}")
     hostname = split.hostname or "127.0.0.1"
     try:
