@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -285,15 +286,23 @@ class BackendSettings:
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
 
+@functools.cache
+def _adapter(schema: type[BackendSettings]) -> Any:
+    """One pydantic adapter per schema: building it costs milliseconds, validating microseconds."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(schema)
+
+
 def validate_settings(
     schema: type[BackendSettings], settings: Mapping[str, Any], backend_name: str
 ) -> BackendSettings:
     if not settings:
         return schema()
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import ValidationError
 
     try:
-        return TypeAdapter(schema).validate_python(dict(settings))
+        return _adapter(schema).validate_python(dict(settings))
     except ValidationError as exc:
         first = exc.errors()[0]
         key = f"backends.{backend_name}.settings." + ".".join(str(p) for p in first["loc"])

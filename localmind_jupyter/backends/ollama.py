@@ -266,29 +266,34 @@ class OllamaBackend(BaseBackend):
         """Yield message pieces from the NDJSON body; the ``finally`` closes the connection."""
         import httpx
 
-        pieces = stream.pieces
+        append = stream.pieces.append
+        loads = json.loads
         final: dict[str, Any] | None = None
         buffer = b""
         try:
             for data in response.iter_bytes():
-                buffer += data
                 if b"\n" not in data:
+                    buffer += data
                     continue
-                *lines, buffer = buffer.split(b"\n")
+                *lines, buffer = (buffer + data).split(b"\n")
                 for line in lines:
-                    if not line.strip():
+                    if not line:
                         continue
-                    chunk = json.loads(line)
-                    if "error" in chunk:
-                        raise GenerationError(
-                            f"Ollama reported an error mid-answer: {chunk['error']}", stream.text
-                        )
-                    content = chunk["message"]["content"] if "message" in chunk else None
-                    if content:
-                        if timer.first is None:
-                            timer.mark_piece()
-                        pieces.append(content)
-                        yield content
+                    chunk = loads(line)
+                    message = chunk.get("message")
+                    if message is None:
+                        if "error" in chunk:
+                            raise GenerationError(
+                                f"Ollama reported an error mid-answer: {chunk['error']}",
+                                stream.text,
+                            )
+                    else:
+                        content = message["content"]
+                        if content:
+                            if timer.first is None:
+                                timer.mark_piece()
+                            append(content)
+                            yield content
                     if chunk.get("done"):
                         final = chunk
                         break
