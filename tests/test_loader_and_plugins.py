@@ -14,7 +14,7 @@ import pytest
 from localmind_jupyter.backends import backend_types, refresh_backend_types
 from localmind_jupyter.config import load_config
 from localmind_jupyter.core.model_loader import ModelLoader
-from localmind_jupyter.errors import BackendUnavailable
+from localmind_jupyter.errors import BackendUnavailable, ModelNotFound
 from tests.conftest import REPO, free_port
 
 
@@ -121,10 +121,36 @@ def test_resolve_model_specs(isolated_home, openai_server):
     backend, model = loader.resolve()
     assert (backend.name, model) == ("remote", "gpt-test")
     assert loader.resolve("remote:smol-chat")[1] == "smol-chat"
-    with pytest.raises(BackendUnavailable, match="backend:model"):
+    # A bare name is looked up among installed models.
+    backend, model = loader.resolve("smol-chat")
+    assert (backend.name, model) == ("remote", "smol-chat")
+    with pytest.raises(ModelNotFound, match="Did you mean gpt-test") as info:
+        loader.resolve("gpt-tset")
+    assert "backend:model" in str(info.value) and "remote" in str(info.value)
+    with pytest.raises(ModelNotFound, match="no model after"):
+        loader.resolve("remote:")
+
+
+def test_bare_name_in_two_backends_is_ambiguous(isolated_home, openai_server, ollama_server):
+    write_config(
+        isolated_home,
+        f"""
+        backends:
+          a:
+            type: openai
+            settings: {{base_url: "{openai_server.base_url}", api_key: sk-test-secret-123456}}
+          b:
+            type: openai
+            settings: {{base_url: "{openai_server.base_url}", api_key: sk-test-secret-123456}}
+          ollama:
+            settings: {{base_url: "{ollama_server.url}"}}
+        """,
+    )
+    loader = ModelLoader()
+    with pytest.raises(ModelNotFound, match="a:gpt-test, b:gpt-test"):
         loader.resolve("gpt-test")
-    with pytest.raises(BackendUnavailable, match="remote"):
-        loader.resolve("nowhere:model")
+    backend, model = loader.resolve("QWEN2.5:0.5b")  # Ollama names match case-insensitively
+    assert (backend.name, model) == ("ollama", "qwen2.5:0.5b")
 
 
 PLUGIN = """

@@ -6,13 +6,14 @@ the REST API all need to say *why* a backend cannot be used.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
 from ..backends import backend_class
 from ..backends.base import BaseBackend
 from ..config import LocalMindConfig, load_config
-from ..errors import BackendUnavailable, ConfigError, LocalMindError
+from ..errors import BackendUnavailable, ConfigError, LocalMindError, ModelNotFound
 
 _TIMEOUT_SETTINGS = {"connect_timeout": "connect", "read_timeout": "read", "probe_timeout": "probe"}
 
@@ -93,15 +94,51 @@ class ModelLoader:
         return status.backend
 
     def resolve(self, spec: str | None = None) -> tuple[BaseBackend, str]:
-        """``backend:model`` (or the configured default) -> the backend and its model name."""
-        spec = spec or self.config.effective_default_model()
+        """``backend:model``, a bare installed model name, or the default -> backend and model.
+
+        A bare name is looked up among the installed models of the enabled backends;
+        one match is used, several or none give a message listing what to write.
+        """
+        spec = (spec or self.config.effective_default_model()).strip()
         name, sep, model = spec.partition(":")
-        if not sep or name not in self.statuses or not model:
-            raise BackendUnavailable(
-                f"cannot tell which backend serves {spec!r}: write it as backend:model, "
-                f"with backend one of {', '.join(self.statuses)} (e.g. ollama:llama3.2:1b)"
+        if sep and name in self.statuses:
+            if not model:
+                raise ModelNotFound(f"no model after '{name}:'; write {name}:MODEL")
+            return self.get(name), model
+        matches, installed = self._find_installed(spec)
+        if len(matches) == 1:
+            backend_name, model = matches[0]
+            return self.get(backend_name), model
+        if matches:
+            options = ", ".join(f"{b}:{m}" for b, m in matches)
+            raise ModelNotFound(
+                f"'{spec}' is installed in several backends; write one of {options}"
             )
-        return self.get(name), model
+        close = difflib.get_close_matches(spec, [m for _, m in installed], n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelNotFound(
+            f"no enabled backend has a model named '{spec}'.{hint} Write backend:model with "
+            f"backend one of {', '.join(self.statuses)} (e.g. ollama:llama3.2:1b); "
+            "`%localmind models` lists what is installed"
+        )
+
+    def _find_installed(self, spec: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(matches, everything installed) across the backends that could be built."""
+        wanted = _canonical(spec)
+        matches: list[tuple[str, str]] = []
+        installed: list[tuple[str, str]] = []
+        for name, status in self.statuses.items():
+            if status.backend is None or status.available is False:
+                continue
+            try:
+                models = status.backend.list_models()
+            except LocalMindError:
+                continue
+            for model in models:
+                installed.append((name, model))
+                if _canonical(model) == wanted:
+                    matches.append((name, model))
+        return matches, installed
 
     def probe(self, timeout: float | None = None) -> dict[str, BackendStatus]:
         """Check every built backend at once; a backend that does not answer in time is down."""
@@ -122,6 +159,12 @@ class ModelLoader:
                 status.reason = f"no answer within {timeout:g} s"
         pool.shutdown(wait=False, cancel_futures=True)
         return self.statuses
+
+
+def _canonical(name: str) -> str:
+    """``llama3.2`` and ``Llama3.2:latest`` name the same Ollama model."""
+    name = name.lower()
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 def _check(backend: BaseBackend | None) -> tuple[bool, str | None]:
