@@ -59,6 +59,19 @@ if TYPE_CHECKING:
     )
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext localmind_jupyter`` (or ``c.InteractiveShellApp.extensions``)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

@@ -1,0 +1,95 @@
+"""What one kernel remembers between cells: chosen model, aliases, chat history, last answer.
+
+The backends are built on first use, not at ``%load_ext``, so loading stays fast
+and a broken config only shows up when a cell needs it, as a clear message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import BaseBackend, ModelResponse
+from ..core.conversation import Conversation
+
+if TYPE_CHECKING:
+    from ..core.downloads import DownloadManager
+    from ..core.model_loader import ModelLoader
+    from ..core.model_registry import ModelRegistry
+
+
+class KernelSession:
+    def __init__(self) -> None:
+        self._loader: ModelLoader | None = None
+        self._registry: ModelRegistry | None = None
+        self._downloads: DownloadManager | None = None
+        self.chosen_model: str | None = None
+        self.aliases: dict[str, str] = {}
+        self.conversation: Conversation | None = None
+        self.last_response: ModelResponse | None = None
+        self.cell_errors: dict[int, BaseException] = {}
+
+    # --- the engine, built lazily -------------------------------------------------------------
+    @property
+    def loader(self) -> ModelLoader:
+        if self._loader is None:
+            from ..core.model_loader import ModelLoader
+
+            self._loader = ModelLoader()
+        return self._loader
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            from ..core.model_registry import ModelRegistry
+
+            self._registry = ModelRegistry(self.loader)
+        return self._registry
+
+    @property
+    def downloads(self) -> DownloadManager:
+        if self._downloads is None:
+            from ..core.downloads import DownloadManager
+
+            self._downloads = DownloadManager(self.loader.get)
+        return self._downloads
+
+    def reload(self) -> None:
+        """Re-read the config and rebuild the backends (after editing config.yaml)."""
+        self._loader = self._registry = self._downloads = None
+
+    # --- models -------------------------------------------------------------------------------
+    def default_spec(self, configured_default: str | None) -> str:
+        """Chosen in this kernel, else the traitlets default, else config, else the embedded."""
+        return (
+            self.chosen_model or configured_default or self.loader.config.effective_default_model()
+        )
+
+    def resolve(self, spec: str | None, configured_default: str | None) -> tuple[BaseBackend, str]:
+        spec = spec or self.default_spec(configured_default)
+        seen: set[str] = set()
+        while spec in self.aliases and spec not in seen:  # aliases may point at aliases
+            seen.add(spec)
+            spec = self.aliases[spec]
+        return self.loader.resolve(spec)
+
+    # --- history ------------------------------------------------------------------------------
+    def history_for(self, backend: str, model: str, max_turns: int) -> Conversation:
+        """The running conversation, or a new one when the model changed."""
+        if self.conversation is None or not self.conversation.is_for(backend, model):
+            self.conversation = Conversation(backend, model, max_turns)
+        self.conversation.max_turns = max_turns
+        return self.conversation
+
+    def reset(self) -> None:
+        self.conversation = None
+
+    def record_error(self, execution_count: int | None, error: BaseException | None) -> None:
+        if execution_count is not None and error is not None:
+            self.cell_errors[execution_count] = error
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "chosen_model": self.chosen_model,
+            "aliases": dict(self.aliases),
+            "history_turns": self.conversation.turns if self.conversation else 0,
+        }
