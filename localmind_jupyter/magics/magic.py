@@ -15,7 +15,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, Unicode
 
 from .. import __version__
@@ -126,7 +126,11 @@ class LocalMind(Magics):
 
     def _ask(self, line: str, cell: str) -> None:
         try:
-            args = parse_argstring(self.localmind, line)
+            # shlex, not IPython's arg_split, so quoted values lose their quotes.
+            args = self.localmind.parser.parse_args(shlex.split(line))
+        except ValueError as exc:
+            self._say(f"cannot parse the options: {exc}", error=True)
+            return
         except UsageError as exc:
             self._say(f"{exc} — see %%localmind? for the options", error=True)
             return

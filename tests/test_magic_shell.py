@@ -1,0 +1,296 @@
+"""``%%localmind`` and ``%localmind`` driven through a real IPython InteractiveShell.
+
+A shell without a kernel is a terminal IPython: answers are printed as they stream.
+Display behaviour in a notebook is tested through a real kernel in test_magic_kernel.py.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+
+@pytest.fixture
+def ip(isolated_home: Path):
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()
+    shell.run_line_magic("unload_ext", "localmind_jupyter")
+    shell.run_line_magic("load_ext", "localmind_jupyter")
+    for name in ("answer", "data", "_localmind"):
+        shell.user_ns.pop(name, None)
+    shell.rl_next_input = None
+    yield shell
+    shell.run_line_magic("unload_ext", "localmind_jupyter")
+
+
+@pytest.fixture
+def servers(isolated_home: Path, ollama_server, openai_server):
+    (isolated_home / "config.yaml").write_text(
+        textwrap.dedent(
+            f"""
+            default_model: ollama:smollm:135m
+            backends:
+              ollama:
+                settings: {{base_url: "{ollama_server.url}"}}
+              remote:
+                type: openai
+                settings:
+                  base_url: "{openai_server.base_url}"
+                  api_key: sk-test-secret-123456
+            """
+        )
+    )
+    return ollama_server, openai_server
+
+
+def chat_bodies(server) -> list[dict]:
+    return [body for _m, path, body in server.requests if path == "/api/chat"]
+
+
+def ask(ip, line: str, cell: str) -> None:
+    ip.run_cell_magic("localmind", line, cell)
+
+
+def test_answer_streams_to_the_terminal_with_footer(ip, servers, capsys):
+    ask(ip, "", "hello there")
+    out = capsys.readouterr().out
+    assert "You said: hello there\n" in out
+    assert "[ollama:smollm:135m · 4 tokens · first token" in out
+    response = ip.user_ns["_localmind"]
+    assert response.text == "You said: hello there"
+    assert response.backend == "ollama"
+
+
+def test_named_model_forms_and_no_stats(ip, servers, capsys):
+    ask(ip, "remote:gpt-test --no-stats", "one")
+    ask(ip, "-b remote -m smol-chat --no-stats", "two")
+    ask(ip, "smol-chat --no-stats", "three")  # a bare name found among installed models
+    out = capsys.readouterr().out
+    assert out.count("You said:") == 3
+    assert "tokens" not in out
+    _ollama, openai_server = servers
+    models = [body["model"] for _m, path, _h, body in openai_server.requests if body]
+    assert models == ["gpt-test", "smol-chat", "smol-chat"]
+
+
+def test_options_reach_the_backend(ip, servers):
+    ollama_server, _ = servers
+    ask(
+        ip,
+        '-t 0.2 --top-p 0.9 --seed 3 --max-tokens 40 --stop END --stop "two words" -s "be brief"',
+        "q",
+    )
+    body = chat_bodies(ollama_server)[-1]
+    assert body["options"] == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "seed": 3,
+        "num_predict": 40,
+        "stop": ["END", "two words"],
+    }
+    assert body["messages"][0] == {"role": "system", "content": "be brief"}
+
+
+def test_output_variable_and_formats(ip, servers, capsys):
+    ollama_server, _ = servers
+    ask(ip, "-o answer --no-stats", "store me")
+    assert ip.user_ns["answer"] == "You said: store me"
+
+    ollama_server.reply_pieces = ['{"city": ', '"Paris", ', '"n": 2}']
+    ask(ip, "-f json -o data --no-stats", "json please")
+    assert ip.user_ns["data"] == {"city": "Paris", "n": 2}
+
+    ollama_server.reply_pieces = ["not ", "json ", "at all"]
+    ask(ip, "-f json -o data --no-stats", "json please")
+    captured = capsys.readouterr()
+    assert "not valid JSON" in captured.out
+    assert "Traceback" not in captured.out + captured.err
+    assert ip.user_ns["data"] == "not json at all"
+
+    ollama_server.reply_pieces = ["Here:\n", "```python\n", "print('hi')\n", "```\n", "Done."]
+    ask(ip, "-f code -o answer --no-stats", "code please")
+    assert ip.user_ns["answer"] == "print('hi')"
+    assert ip.rl_next_input == "print('hi')"
+
+
+def test_interpolation_fills_names_and_keeps_braces(ip, servers, capsys):
+    ollama_server, _ = servers
+    ip.user_ns["city"] = "Lyon"
+    ip.user_ns["cfg"] = {"a": {"b": 1}}
+    ask(ip, "--no-stats --no-history", "Tell me about {city} with {cfg} and {{literal}} {nope}")
+    sent = chat_bodies(ollama_server)[-1]["messages"][-1]["content"]
+    assert sent == "Tell me about Lyon with {'a': {'b': 1}} and {literal} {nope}"
+    out = capsys.readouterr().out
+    assert "{nope}" in out and out.count("not filled") == 1
+    ask(ip, "--no-stats --no-interpolate --no-history", "keep {city}")
+    assert chat_bodies(ollama_server)[-1]["messages"][-1]["content"] == "keep {city}"
+
+
+def test_code_with_braces_is_sent_unchanged(ip, servers):
+    ollama_server, _ = servers
+    code = "def f(d):\n    return {k: v for k, v in d.items()}  # {comment}\n"
+    ask(ip, "--no-stats --no-history", f"Explain:\n{code}")
+    assert chat_bodies(ollama_server)[-1]["messages"][-1]["content"] == f"Explain:\n{code}".strip(
+        "\n"
+    )
+
+
+def test_history_reset_and_no_history(ip, servers):
+    ollama_server, _ = servers
+    ask(ip, "--no-stats", "first")
+    ask(ip, "--no-stats", "second")
+    messages = chat_bodies(ollama_server)[-1]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[1]["content"] == "You said: first"
+    ask(ip, "--no-stats --no-history", "alone")
+    assert len(chat_bodies(ollama_server)[-1]["messages"]) == 1
+    ip.run_line_magic("localmind", "reset")
+    ask(ip, "--no-stats", "fresh")
+    assert len(chat_bodies(ollama_server)[-1]["messages"]) == 1
+    # Another model starts its own conversation.
+    ask(ip, "ollama:qwen2.5:0.5b --no-stats", "other")
+    assert len(chat_bodies(ollama_server)[-1]["messages"]) == 1
+
+
+def test_history_is_bounded_by_max_history(ip, servers):
+    ollama_server, _ = servers
+    ip.run_line_magic("config", "LocalMind.max_history = 2")
+    for word in ("a", "b", "c", "d"):
+        ask(ip, "--no-stats", word)
+    messages = chat_bodies(ollama_server)[-1]["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["b", "c", "d"]
+
+
+def test_use_alias_and_traitlets_default(ip, servers, capsys):
+    ollama_server, openai_server = servers
+    ip.run_line_magic("localmind", "use remote:gpt-test")
+    ask(ip, "--no-stats", "via use")
+    ip.run_line_magic("localmind", "alias qw ollama:qwen2.5:0.5b")
+    ask(ip, "qw --no-stats", "via alias")
+    assert chat_bodies(ollama_server)[-1]["model"] == "qwen2.5:0.5b"
+    ip.run_line_magic("localmind", "unalias qw")
+    ask(ip, "qw --no-stats", "gone")
+    out = capsys.readouterr()
+    assert "no enabled backend has a model named 'qw'" in out.err
+    assert openai_server.last_params["model"] == "gpt-test"
+
+
+def test_expected_failures_show_one_message(ip, servers, capsys):
+    ollama_server, _ = servers
+    ask(ip, "ollama:llama9:70b", "hi")
+    ask(ip, "-t hot", "hi")
+    ask(ip, "", "   ")
+    ollama_server.fail_status = 500
+    ask(ip, "", "hi")
+    err = capsys.readouterr().err
+    assert "model 'llama9:70b' is not installed in Ollama" in err
+    assert "%localmind pull llama9:70b" in err
+    assert "argument -t/--temperature" in err
+    assert "the cell is empty" in err
+    assert "HTTP 500" in err
+    assert "Traceback" not in err
+
+
+def test_backend_down_and_broken_config(ip, isolated_home, capsys):
+    dead = f"http://127.0.0.1:{free_port()}"
+    (isolated_home / "config.yaml").write_text(
+        f"backends:\n  ollama:\n    settings: {{base_url: '{dead}'}}\n"
+    )
+    ask(ip, "ollama:smollm:135m", "hi")
+    err = capsys.readouterr().err
+    assert f"Ollama is not running at {dead}" in err and "ollama serve" in err
+
+    (isolated_home / "config.yaml").write_text("backends:\n  ollama: [oops\n")
+    ip.run_line_magic("localmind", "reload")
+    ask(ip, "", "hi")
+    err = capsys.readouterr().err
+    assert "config.yaml, line 3" in err and "invalid YAML" in err
+    assert "Traceback" not in err
+
+
+def test_drop_mid_stream_keeps_partial_answer(ip, servers, capsys):
+    ollama_server, _ = servers
+    ollama_server.drop_after = 2
+    ask(ip, "-o answer", "a b c d e")
+    captured = capsys.readouterr()
+    assert "You said: " in captured.out
+    assert "dropped mid-answer" in captured.err
+    assert ip.user_ns["answer"] == "You said: "
+    assert ip.user_ns["_localmind"].text == "You said: "
+
+
+def test_no_stream(ip, servers, capsys):
+    ask(ip, "--no-stream --no-stats", "whole")
+    assert "You said: whole" in capsys.readouterr().out
+
+
+def test_line_commands(ip, servers, capsys):
+    ip.run_line_magic("localmind", "backends")
+    ip.run_line_magic("localmind", "models ollama --installed")
+    ip.run_line_magic("localmind", "models --tag code --search coder")
+    ip.run_line_magic("localmind", "version")
+    ip.run_line_magic("localmind", "stats")
+    ip.run_line_magic("localmind", "config")
+    ip.run_line_magic("localmind", "help")
+    ip.run_line_magic("localmind", "frobnicate")
+    ip.run_line_magic("localmind", "models nowhere")
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
+    assert "ollama" in out and "available" in out and "disabled" not in out.split("openai")[0]
+    assert "smollm:135m" in out and "qwen2.5:0.5b" in out
+    assert "qwen2.5-coder" in out
+    assert "localmind-jupyter 0.1.0" in out
+    assert "no answer yet" in out
+    assert "sk-test-secret-123456" not in out
+    assert "api_key: '****'" in out
+    assert "%localmind pull" in out
+    assert "unknown command 'frobnicate'" in err
+    assert "no backend named 'nowhere'" in err
+
+
+def test_pull_shows_progress_and_errors(ip, servers, capsys):
+    ollama_server, _ = servers
+    ip.run_line_magic("localmind", "pull tinyllama")
+    ip.run_line_magic("localmind", "pull no-such-model:1b")
+    captured = capsys.readouterr()
+    assert "ollama:tinyllama: done · 1.3 MB / 1.3 MB · 100 %" in captured.out
+    assert "is ready" in captured.out
+    assert "not in the Ollama library" in captured.err
+    assert "tinyllama:latest" in [m for m in ollama_server.installed]
+
+
+def test_help_is_generated_from_the_arguments(ip):
+    doc = ip.find_cell_magic("localmind").__doc__
+    for option in ("--format", "--max-tokens", "--no-history", "--output", "--stop", "--seed"):
+        assert option in doc
+
+
+def test_load_ext_is_cheap(isolated_home):
+    """Loading the extension imports no backend library and builds no backend."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "ip = start_ipython()\n"
+        "ip.run_line_magic('load_ext', 'localmind_jupyter')\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert not loaded & {"torch", "transformers", "openai", "httpx", "huggingface_hub"}
+
+
+def test_embedded_default_model_answers_with_no_server(ip, isolated_home, capsys):
+    """A fresh install: no config, no server, no key."""
+    ask(ip, "--max-tokens 24 -o answer", "What is the capital of France? Answer in one sentence.")
+    assert "Paris" in ip.user_ns["answer"]
+    assert ip.user_ns["_localmind"].backend == "transformers"
+    assert "transformers:smollm2-135m-instruct" in capsys.readouterr().out
