@@ -1,0 +1,168 @@
+"""The magic in a real Jupyter kernel: display updates on IOPub, throttling, interrupt."""
+
+from __future__ import annotations
+
+import os
+import queue
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+jupyter_client = pytest.importorskip("jupyter_client")
+pytest.importorskip("ipykernel")
+
+
+class Kernel:
+    """A started kernel and its client, with a helper that runs code and collects IOPub."""
+
+    def __init__(self, home: Path) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        env = {
+            **os.environ,
+            "LOCALMIND_HOME": str(home),
+            "PYTHONPATH": str(REPO),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+        self.manager, self.client = start_new_kernel(
+            kernel_name="python3", startup_timeout=60, env=env, cwd=str(REPO)
+        )
+
+    def run(self, code: str, timeout: float = 60, on_message: Any = None) -> list[dict]:
+        """Execute and return this execution's IOPub messages until the kernel is idle."""
+        msg_id = self.client.execute(code)
+        messages: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.client.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            messages.append(msg)
+            if on_message is not None:
+                on_message(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return messages
+        raise TimeoutError(f"no idle after {timeout} s; got {[m['msg_type'] for m in messages]}")
+
+    def stop(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(isolated_home: Path, ollama_server) -> Iterator[Kernel]:
+    (isolated_home / "config.yaml").write_text(
+        textwrap.dedent(
+            f"""
+            default_model: ollama:smollm:135m
+            backends:
+              ollama:
+                settings: {{base_url: "{ollama_server.url}"}}
+            """
+        )
+    )
+    k = Kernel(isolated_home)
+    try:
+        k.run("%load_ext localmind_jupyter")
+        yield k
+    finally:
+        k.stop()
+
+
+def of_type(messages: list[dict], *types: str) -> list[dict]:
+    return [m for m in messages if m["msg_type"] in types]
+
+
+def answer_messages(messages: list[dict]) -> list[dict]:
+    """The display and updates of the answer (the first display_id shown)."""
+    displays = of_type(messages, "display_data", "update_display_data")
+    ids = [m["content"].get("transient", {}).get("display_id") for m in displays]
+    first = next(i for i in ids if i)
+    return [m for m, i in zip(displays, ids, strict=True) if i == first]
+
+
+def test_answer_streams_through_display_updates(kernel, ollama_server):
+    ollama_server.reply_pieces = [f"word{i} " for i in range(30)]
+    ollama_server.token_delay = 0.03
+    messages = kernel.run("%%localmind\nhello")
+    answer = answer_messages(messages)
+    updates = [m for m in answer if m["msg_type"] == "update_display_data"]
+    assert len(updates) >= 4, "the answer did not appear piece by piece"
+    texts = [m["content"]["data"]["text/plain"] for m in updates]
+    assert len(set(texts)) == len(texts), "an update repeated the same text"
+    final = updates[-1]["content"]
+    expected = "".join(ollama_server.reply_pieces)
+    assert final["data"]["text/markdown"] == expected
+    meta = final["metadata"]["localmind"]
+    assert meta["backend"] == "ollama" and meta["model"] == "smollm:135m"
+    assert meta["stats"]["completion_tokens"] == 30
+    assert meta["stopped"] is False
+    footer = of_type(messages, "display_data")[-1]["content"]["data"]["text/plain"]
+    assert footer.startswith("ollama:smollm:135m · 30 tokens")
+    assert not of_type(messages, "error")
+
+
+def test_fast_stream_is_throttled_and_complete(kernel, ollama_server):
+    ollama_server.reply_pieces = [f"t{i} " for i in range(20_000)]
+    start = time.monotonic()
+    messages = kernel.run("%%localmind --no-stats\ngo", timeout=120)
+    elapsed = time.monotonic() - start
+    updates = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"]
+    assert len(updates) <= elapsed * 20 + 3, f"{len(updates)} updates in {elapsed:.1f} s"
+    assert updates[-1]["content"]["data"]["text/markdown"] == "".join(ollama_server.reply_pieces)
+
+
+def test_interrupt_stops_the_source_and_keeps_the_partial_answer(kernel, ollama_server):
+    ollama_server.reply_pieces = [f"w{i} " for i in range(400)]
+    ollama_server.token_delay = 0.05
+    interrupted_at: list[float] = []
+
+    def interrupt_after_some_updates(msg: dict) -> None:
+        if msg["msg_type"] == "update_display_data" and not interrupted_at:
+            text = msg["content"]["data"].get("text/plain", "")
+            if text.count(" ") >= 5:
+                interrupted_at.append(time.monotonic())
+                kernel.manager.interrupt_kernel()
+
+    disconnected_at: list[float] = []
+
+    def watch() -> None:
+        if ollama_server.disconnected.wait(30):
+            disconnected_at.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    messages = kernel.run("%%localmind -o partial\ngo", on_message=interrupt_after_some_updates)
+    watcher.join(10)
+    assert interrupted_at, "never saw enough of the answer to interrupt"
+    assert disconnected_at, "the server never saw the client leave"
+    assert disconnected_at[0] - interrupted_at[0] < 0.5, "the source kept generating"
+    assert ollama_server.chunks_sent < 100
+    final = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"][-1]
+    partial = final["content"]["data"]["text/markdown"]
+    assert partial.startswith("w0 w1 w2 w3 w4 ")
+    assert final["content"]["metadata"]["localmind"]["stopped"] is True
+    notes = [m["content"]["data"]["text/plain"] for m in of_type(messages, "display_data")]
+    assert any("stopped" in n for n in notes)
+    assert not of_type(messages, "error"), "the interrupt became a traceback"
+    # The partial answer is kept in the variable too, and the kernel still works.
+    check = kernel.run("print(repr(partial[:15]))")
+    printed = "".join(m["content"]["text"] for m in of_type(check, "stream"))
+    assert "w0 w1 w2 w3 w4" in printed
+
+
+def test_errors_in_the_kernel_are_one_message(kernel, ollama_server):
+    messages = kernel.run("%%localmind ollama:ghost:1b\nhi")
+    assert not of_type(messages, "error")
+    texts = [m["content"]["data"]["text/plain"] for m in of_type(messages, "display_data")]
+    assert any("not installed in Ollama" in t and "%localmind pull" in t for t in texts)
