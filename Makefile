@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Converted models and test caches stay inside the checkout, never in the home folder.
 export LOCALMIND_CACHE ?= $(CURDIR)/.cache/localmind
-PROMPT ?= What is the capital of France? Answer in one sentence.
+NOTEBOOK ?= notebooks/01-quickstart.ipynb
 
-.PHONY: install demo lint format test benchmark clean
+.PHONY: install demo ask lab lint format test benchmark clean
 
 $(STAMP): pyproject.toml Makefile
 	@echo "==> creating $(VENV) and installing (torch 2.13.0 CPU first, then .[all,test], then the bundled model)"
@@ -20,8 +20,18 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The main job: run the quickstart notebook headless, answers streaming into the terminal.
 demo: $(STAMP)
+	$(BIN)/python -m localmind_jupyter.demo $(NOTEBOOK)
+
+# One question from the command line: make ask PROMPT="Why is the sky blue?"
+PROMPT ?= What is the capital of France? Answer in one sentence.
+ask: $(STAMP)
 	$(BIN)/python -m localmind_jupyter "$(PROMPT)"
+
+lab: $(STAMP)
+	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/pip install -q jupyterlab
+	$(BIN)/jupyter lab $(NOTEBOOK)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
