@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 
 from localmind_jupyter.backends.ollama import DEFAULT_BASE_URL, OllamaBackend, normalize_host
@@ -96,7 +94,6 @@ def test_leaving_the_loop_stops_the_server(ollama_server):
     ):
         if index == 1:
             break
-    gc.collect()
     assert ollama_server.disconnected.wait(3)
     assert ollama_server.chunks_sent < 20
 
@@ -231,3 +228,11 @@ def test_bad_settings_name_the_key():
         OllamaBackend({"read_timeout": "long"})
     with pytest.raises(ConfigError, match="did you mean 'base_url'"):
         OllamaBackend({"baseurl": "http://x"})
+
+
+def test_iterating_a_temporary_stream_yields_everything(ollama_server):
+    """``for piece in backend.generate_stream(...)``: the stream object is dropped at once."""
+    pieces = [
+        p for p in make_backend(ollama_server).generate_stream("one two three", "smollm:135m")
+    ]
+    assert "".join(pieces) == "You said: one two three"

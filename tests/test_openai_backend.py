@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 
 from localmind_jupyter.backends.openai import PRESETS, OpenAIBackend
@@ -101,7 +99,6 @@ def test_leaving_the_loop_stops_the_source(openai_server):
     for index, _piece in enumerate(backend.generate_stream(" ".join(["w"] * 40), "gpt-test")):
         if index == 1:
             break
-    gc.collect()
     assert openai_server.disconnected.wait(3)
     assert openai_server.chunks_sent < 20
 
@@ -210,3 +207,9 @@ def test_presets_and_bad_settings():
         OpenAIBackend({"base_ur": "http://x"})
     with pytest.raises(ConfigError, match="read_timeout"):
         OpenAIBackend({"read_timeout": "soon"})
+
+
+def test_iterating_a_temporary_stream_yields_everything(openai_server):
+    """``for piece in backend.generate_stream(...)``: the stream object is dropped at once."""
+    pieces = [p for p in make_backend(openai_server).generate_stream("one two three", "gpt-test")]
+    assert "".join(pieces) == "You said: one two three"

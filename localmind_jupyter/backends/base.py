@@ -6,12 +6,12 @@ and registered under the entry-point group ``localmind.backends``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import functools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -155,10 +155,11 @@ def parse_options(
 class ResponseStream:
     """Text pieces as they arrive; ``.response`` once exhausted; ``.close()`` stops the source.
 
-    The backend's generator is returned as-is by ``__iter__`` so a ``for`` loop pays
-    for no extra layer per piece. The generator records the finished response on
-    ``self.response`` and its ``finally`` block releases the source (HTTP connection,
-    worker thread), which ``close()`` or garbage collection triggers.
+    ``__iter__`` returns the backend's generator itself, so a ``for`` loop pays for no
+    extra layer per piece. The generator reaches this stream only through a weak
+    reference (see ``StreamTimer``): no reference cycle, so a loop left early drops the
+    generator at once and its ``finally`` releases the source (HTTP connection, worker
+    thread) without waiting for the cyclic garbage collector.
     """
 
     def __init__(self, model: str, backend: str) -> None:
@@ -186,6 +187,7 @@ class ResponseStream:
         return next(self._generator)
 
     def close(self) -> None:
+        """Stop generating at the source; ``response`` then holds the partial answer."""
         if self._generator is not None:
             self._generator.close()
 
@@ -195,17 +197,23 @@ class ResponseStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # never raise from a finaliser
-            self.close()
-
 
 class StreamTimer:
-    """Measures time to first token and total duration the same way for every backend."""
+    """Measures time to first token and duration the same way for every backend.
 
-    def __init__(self) -> None:
+    Backend generators hold the timer, not the stream: it keeps the stream's pieces
+    and only a weak reference to the stream itself.
+    """
+
+    def __init__(self, stream: ResponseStream | None = None) -> None:
         self.start = time.perf_counter()
         self.first: float | None = None
+        self._stream = weakref.ref(stream) if stream is not None else None
+        self.pieces: list[str] = stream.pieces if stream is not None else []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
 
     def mark_piece(self) -> None:
         if self.first is None:
@@ -213,14 +221,21 @@ class StreamTimer:
 
     def finish(
         self,
-        stream: ResponseStream,
+        stream: ResponseStream | None = None,
         *,
         finish_reason: str | None,
         prompt_tokens: int | None,
         completion_tokens: int | None,
         tokens_per_second: float | None = None,
-    ) -> ModelResponse:
-        """Build the response; tokens/s is decode speed, after the first token, if not given."""
+    ) -> ModelResponse | None:
+        """Record the response on the stream (if anyone still holds it).
+
+        Tokens/s is decode speed, after the first token, unless the backend knows better.
+        """
+        if stream is None and self._stream is not None:
+            stream = self._stream()
+        if stream is None:
+            return None
         end = time.perf_counter()
         ttft = None if self.first is None else self.first - self.start
         if tokens_per_second is None and completion_tokens and ttft is not None:

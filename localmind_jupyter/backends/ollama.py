@@ -255,18 +255,18 @@ class OllamaBackend(BaseBackend):
             body["format"] = opts.extra["format"]
 
         stream = ResponseStream(model, self.name)
-        timer = StreamTimer()
+        timer = StreamTimer(stream)
         response = self._send("POST", "/api/chat", body, stream=True)
         self._raise_for_status(response, model)
-        return stream.bind(self._read_chat(response, stream, timer))
+        return stream.bind(self._read_chat(response, timer))
 
     def _read_chat(
-        self, response: httpx.Response, stream: ResponseStream, timer: StreamTimer
+        self, response: httpx.Response, timer: StreamTimer
     ) -> Generator[str, None, None]:
         """Yield message pieces from the NDJSON body; the ``finally`` closes the connection."""
         import httpx
 
-        append = stream.pieces.append
+        append = timer.pieces.append
         loads = json.loads
         final: dict[str, Any] | None = None
         buffer = b""
@@ -285,7 +285,7 @@ class OllamaBackend(BaseBackend):
                         if "error" in chunk:
                             raise GenerationError(
                                 f"Ollama reported an error mid-answer: {chunk['error']}",
-                                stream.text,
+                                timer.text,
                             )
                     else:
                         content = message["content"]
@@ -300,33 +300,31 @@ class OllamaBackend(BaseBackend):
                 if final is not None:
                     break
         except GeneratorExit:
-            timer.finish(
-                stream, finish_reason="cancelled", prompt_tokens=None, completion_tokens=None
-            )
+            timer.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
             raise
         except httpx.TimeoutException:
             raise GenerationError(
                 f"Ollama sent nothing for {self.settings.read_timeout:g} s mid-answer; the partial "
                 f"answer is kept — raise backends.{self.name}.settings.read_timeout if the model "
                 "is slow",
-                stream.text,
+                timer.text,
             ) from None
         except httpx.HTTPError as exc:
             raise GenerationError(
                 f"the connection to Ollama at {self.base_url} dropped mid-answer "
                 f"({_short(exc)}); the partial answer is kept",
-                stream.text,
+                timer.text,
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise GenerationError(
-                f"Ollama sent a line that is not a valid chat chunk ({_short(exc)})", stream.text
+                f"Ollama sent a line that is not a valid chat chunk ({_short(exc)})", timer.text
             ) from None
         finally:
             response.close()
         if final is None:
             raise GenerationError(
                 "the stream from Ollama ended before its final message; the partial answer is kept",
-                stream.text,
+                timer.text,
             )
         eval_count = final.get("eval_count")
         eval_duration = final.get("eval_duration")
@@ -334,7 +332,6 @@ class OllamaBackend(BaseBackend):
             eval_count / eval_duration * 1e9 if eval_count and eval_duration else None
         )
         timer.finish(
-            stream,
             finish_reason=final.get("done_reason"),
             prompt_tokens=final.get("prompt_eval_count"),
             completion_tokens=eval_count,

@@ -251,19 +251,19 @@ class OpenAIBackend(BaseBackend):
             params["stop"] = opts.stop
 
         stream = ResponseStream(model, self.name)
-        timer = StreamTimer()
+        timer = StreamTimer(stream)
         try:
             chunks = self.client.chat.completions.create(**params)
         except openai.APIError as exc:
             raise self._translate(exc, model) from None
-        return stream.bind(self._read_chunks(chunks, stream, timer, model))
+        return stream.bind(self._read_chunks(chunks, timer, model))
 
     def _read_chunks(
-        self, chunks: Any, stream: ResponseStream, timer: StreamTimer, model: str
+        self, chunks: Any, timer: StreamTimer, model: str
     ) -> Generator[str, None, None]:
         import openai
 
-        pieces = stream.pieces
+        pieces = timer.pieces
         finish_reason: str | None = None
         usage: Any = None
         try:
@@ -282,22 +282,19 @@ class OpenAIBackend(BaseBackend):
                 if choice.finish_reason:
                     finish_reason = choice.finish_reason
         except GeneratorExit:
-            timer.finish(
-                stream, finish_reason="cancelled", prompt_tokens=None, completion_tokens=None
-            )
+            timer.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
             raise
         except openai.APIError as exc:
-            raise self._translate(exc, model, stream.text, mid_stream=True) from None
+            raise self._translate(exc, model, timer.text, mid_stream=True) from None
         finally:
             chunks.close()
         if finish_reason is None:
             raise GenerationError(
                 f"the stream from {self.base_url} ended before the answer finished; the partial "
                 "answer is kept",
-                stream.text,
+                timer.text,
             )
         timer.finish(
-            stream,
             finish_reason=finish_reason,
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None),
