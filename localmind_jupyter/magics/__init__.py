@@ -31,3 +31,6 @@ def unload_ipython_extension(ipython: Any) -> None:
     ipython.magics_manager.magics["line"].pop("localmind", None)
     ipython.magics_manager.magics["cell"].pop("localmind", None)
     setattr(ipython, _EXTENSION_ATTR, None)
+    from ..session import reset_session
+
+    reset_session()

@@ -21,9 +21,9 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 from .. import __version__
 from ..backends.base import ModelResponse
 from ..errors import GenerationError, LocalMindError, ModelNotFound
+from ..session import KernelSession, get_session
 from .interpolation import describe_missing, interpolate
 from .render import FORMATS, NotebookView, TerminalView, finalize
-from .session import KernelSession
 from .tables import Table
 
 LINE_COMMANDS = {
@@ -73,7 +73,10 @@ class LocalMind(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.session = KernelSession()
+
+    @property
+    def session(self) -> KernelSession:
+        return get_session()
 
     def post_run_cell(self, result: Any) -> None:
         """Remember each cell's error, for ``{Err[n]}``."""

@@ -1,20 +1,22 @@
-"""What one kernel remembers between cells: chosen model, aliases, chat history, last answer.
+"""What one kernel remembers: chosen model, aliases, chat history, last answer, downloads.
 
-The backends are built on first use, not at ``%load_ext``, so loading stays fast
-and a broken config only shows up when a cell needs it, as a clear message.
+Shared by the front ends of one process (the magic and the widgets), so choosing a
+model in the model manager is what the next ``%%localmind`` cell uses. The backends
+are built on first use, not at ``%load_ext``, so loading stays fast and a broken
+config only shows up when something needs it, as a clear message.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import BaseBackend, ModelResponse
-from ..core.conversation import Conversation
+from .backends.base import BaseBackend, ModelResponse
+from .core.conversation import Conversation
 
 if TYPE_CHECKING:
-    from ..core.downloads import DownloadManager
-    from ..core.model_loader import ModelLoader
-    from ..core.model_registry import ModelRegistry
+    from .core.downloads import DownloadManager
+    from .core.model_loader import ModelLoader
+    from .core.model_registry import ModelRegistry
 
 
 class KernelSession:
@@ -32,7 +34,7 @@ class KernelSession:
     @property
     def loader(self) -> ModelLoader:
         if self._loader is None:
-            from ..core.model_loader import ModelLoader
+            from .core.model_loader import ModelLoader
 
             self._loader = ModelLoader()
         return self._loader
@@ -40,7 +42,7 @@ class KernelSession:
     @property
     def registry(self) -> ModelRegistry:
         if self._registry is None:
-            from ..core.model_registry import ModelRegistry
+            from .core.model_registry import ModelRegistry
 
             self._registry = ModelRegistry(self.loader)
         return self._registry
@@ -48,7 +50,7 @@ class KernelSession:
     @property
     def downloads(self) -> DownloadManager:
         if self._downloads is None:
-            from ..core.downloads import DownloadManager
+            from .core.downloads import DownloadManager
 
             self._downloads = DownloadManager(self.loader.get)
         return self._downloads
@@ -93,3 +95,20 @@ class KernelSession:
             "aliases": dict(self.aliases),
             "history_turns": self.conversation.turns if self.conversation else 0,
         }
+
+
+_current: KernelSession | None = None
+
+
+def get_session() -> KernelSession:
+    """The session of this process, created on first use."""
+    global _current
+    if _current is None:
+        _current = KernelSession()
+    return _current
+
+
+def reset_session() -> None:
+    """Forget everything (used when the extension is unloaded)."""
+    global _current
+    _current = None
