@@ -193,9 +193,9 @@ class LocalMind(Magics):
                 text = response.text
             else:
                 stream = backend.generate_stream(prompt, model, **options)
-                update = view.update
-                for _ in stream:
-                    update(stream.text)
+                on_piece = view.on_piece
+                for piece in stream:
+                    on_piece(piece, stream)
         except KeyboardInterrupt:
             stopped = True
             if stream is not None:

@@ -97,13 +97,18 @@ class NotebookView:
     def clear(self) -> None:
         self._handle.update({"text/plain": ""}, raw=True)
 
-    def update(self, text: str) -> None:
+    def on_piece(self, piece: str, stream: Any) -> None:
+        """Called for every piece; renders at most ``max_rate`` times a second.
+
+        The whole text is joined only when a render is due: joining on every piece
+        would cost quadratic time on long answers.
+        """
         now = time.monotonic()
         if now - self._last < self.min_interval:
             return
         self._last = now
         self.updates += 1
-        self._handle.update(streaming_bundle(text, self.fmt), raw=True)
+        self._handle.update(streaming_bundle(stream.text, self.fmt), raw=True)
 
     def finish(self, text: str, final: Final, metadata: dict[str, Any]) -> None:
         self.updates += 1
@@ -138,10 +143,10 @@ class TerminalView:
     def clear(self) -> None:
         pass
 
-    def update(self, text: str) -> None:
-        self.out.write(text[self._shown :])
+    def on_piece(self, piece: str, stream: Any) -> None:
+        self.out.write(piece)
         self.out.flush()
-        self._shown = len(text)
+        self._shown += len(piece)
         self.updates += 1
 
     def finish(self, text: str, final: Final, metadata: dict[str, Any]) -> None:
