@@ -24,6 +24,7 @@ _LAZY = {
     "DownloadError": "localmind_jupyter.errors",
     "ConfigError": "localmind_jupyter.errors",
     "OptionError": "localmind_jupyter.errors",
+    "ModelManager": "localmind_jupyter.widgets",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _LAZY
@@ -41,6 +42,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "DownloadError",
     "ConfigError",
     "OptionError",
+    "ModelManager",
 ]
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
         ModelNotFound,
         OptionError,
     )
+    from .widgets import ModelManager
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -81,3 +84,10 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Where a Jupyter server finds the REST API extension (imported only by the server)."""
+    from .server.app import LocalMindExtension
+
+    return [{"module": "localmind_jupyter.server.app", "app": LocalMindExtension}]

@@ -1,0 +1,264 @@
+"""The model layer of one Jupyter server process, built on the first request that needs it.
+
+The server has its own loader, registry and downloads (kernels have theirs): a
+download started from the REST API survives the notebooks that asked for it. Every
+method here may block (config file, HTTP to backends), so handlers call them
+through :meth:`ServerState.run`, on this state's own threads, never the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tornado.ioloop import IOLoop
+
+from ..errors import BackendUnavailable, LocalMindError
+from ..secrets import is_secret_key
+from .errors import ApiError
+from .validation import DownloadRequest, GenerateRequest, check_model_name
+
+if TYPE_CHECKING:
+    from ..backends.base import BaseBackend, ResponseStream
+    from ..core.downloads import DownloadManager, DownloadStatus
+    from ..core.model_loader import ModelLoader
+    from ..core.model_registry import ModelRegistry
+    from .streaming import GenerationPump
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_DOWNLOAD_ID = re.compile(r"[0-9a-f]{1,64}")
+#: Environment values shorter than this are not treated as secrets (``TOKENIZERS_PARALLELISM``).
+_MIN_ENV_SECRET = 8
+
+
+class ServerState:
+    """Loader, registry and downloads of the server process, plus the threads that use them."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrent_downloads: int = 2,
+        workers: int = 4,
+        loader_factory: Callable[[], ModelLoader] | None = None,
+        extra_secrets: Iterable[str | None] = (),
+    ) -> None:
+        self.max_concurrent_downloads = max_concurrent_downloads
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="localmind-api")
+        self._loader_factory = loader_factory
+        # Building the engine may take a while (config file, imports): it has its own lock, so
+        # the quick bookkeeping the event loop does under ``_lock`` never waits for it.
+        self._build_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._loader: ModelLoader | None = None
+        self._registry: ModelRegistry | None = None
+        self._downloads: DownloadManager | None = None
+        self._pumps: set[GenerationPump] = set()
+        self._secrets: tuple[str, ...] = tuple(s for s in extra_secrets if s and len(s) >= 4)
+        self._closed = False
+
+    # --- running blocking work ---------------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on this state's threads so the Jupyter event loop never waits."""
+        return await IOLoop.current().run_in_executor(self.executor, partial(fn, *args))
+
+    # --- the engine, built lazily ------------------------------------------------------------
+    def loader(self) -> ModelLoader:
+        """Read the config and build the backends once; a failure is retried next request."""
+        with self._build_lock:
+            if self._closed:
+                raise ApiError(503, "the Jupyter server is shutting down")
+            if self._loader is None:
+                if self._loader_factory is not None:
+                    loader = self._loader_factory()
+                else:
+                    from ..core.model_loader import ModelLoader
+
+                    loader = ModelLoader()
+                self._secrets += _config_secrets(loader)
+                self._loader = loader
+            return self._loader
+
+    def registry(self) -> ModelRegistry:
+        loader = self.loader()
+        with self._build_lock:
+            if self._registry is None:
+                from ..core.model_registry import ModelRegistry
+
+                self._registry = ModelRegistry(loader)
+            return self._registry
+
+    def downloads(self) -> DownloadManager:
+        loader = self.loader()
+        with self._build_lock:
+            if self._downloads is None:
+                from ..core.downloads import DownloadManager
+
+                self._downloads = DownloadManager(
+                    loader.get, max_concurrent=self.max_concurrent_downloads
+                )
+            return self._downloads
+
+    def backend(self, name: str) -> BaseBackend:
+        """A configured, usable backend; 400 for a name the config does not have."""
+        loader = self.loader()
+        if name not in loader.statuses:
+            configured = ", ".join(loader.statuses) or "none"
+            raise ApiError(
+                400,
+                f"unknown backend {name!r}; configured backends: {configured} (see config.yaml)",
+            )
+        return loader.get(name)  # BackendUnavailable (503) when disabled or not loadable
+
+    # --- endpoints' work ---------------------------------------------------------------------
+    def available(self) -> dict[str, Any]:
+        return self.registry().available()
+
+    def backends(self) -> dict[str, Any]:
+        """Status and info of every configured backend, probed now (in parallel, bounded)."""
+        statuses = self.loader().probe()
+        result: dict[str, Any] = {}
+        for name, status in statuses.items():
+            info: dict[str, Any] = {"name": name, "type": status.type}
+            if status.backend is not None:
+                try:
+                    info.update(status.backend.get_backend_info())
+                except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
+                    log.warning("get_backend_info of backend %s failed: %r", name, exc)
+            result[name] = {**status.to_dict(), "info": info}
+        return {"status": "ok", "backends": result}
+
+    def start_download(self, request: DownloadRequest) -> tuple[DownloadStatus, bool]:
+        """Start the download, or join the one already running; (snapshot, joined)."""
+        from ..backends.base import BaseBackend
+
+        backend = self.backend(request.backend)
+        model = check_model_name(request.model, backend.type_name)
+        if type(backend).download_model is BaseBackend.download_model:
+            raise ApiError(
+                400, f"backend {request.backend!r} ({backend.type_name}) cannot download models"
+            )
+        try:
+            available, reason = backend.check_availability()
+        except LocalMindError as exc:
+            available, reason = False, str(exc)
+        if not available:  # say so now rather than as a download that failed at once
+            raise BackendUnavailable(f"backend {request.backend!r} is unavailable: {reason}")
+        manager = self.downloads()
+        with self._start_lock:  # "joined" must not race another request for the same model
+            running = {status.id for status in manager.downloads() if not status.finished}
+            download = manager.start(request.backend, model)
+        return download.snapshot(), download.id in running
+
+    def download_list(self) -> list[dict[str, Any]]:
+        if self._downloads is None:  # nothing started yet: no need to build the backends
+            return []
+        return [status.to_dict() for status in self._downloads.downloads()]
+
+    def download(self, download_id: str) -> DownloadStatus:
+        found = None
+        if self._downloads is not None and _DOWNLOAD_ID.fullmatch(download_id):
+            found = self._downloads.get(download_id)
+        if found is None:
+            shown = f" {download_id!r}" if _DOWNLOAD_ID.fullmatch(download_id) else ""
+            raise ApiError(
+                404, f"no download{shown} in this server; GET /localmind/api/downloads lists them"
+            )
+        return found.snapshot()
+
+    def cancel_download(self, download_id: str) -> DownloadStatus:
+        status = self.download(download_id)  # 404 first
+        assert self._downloads is not None
+        if not status.finished:
+            self._downloads.cancel(download_id)
+        return status
+
+    def open_stream(self, request: GenerateRequest) -> ResponseStream:
+        """Resolve the backend and model, then start the generation (blocks until it answers)."""
+        if request.backend is not None:
+            backend = self.backend(request.backend)
+            model = check_model_name(request.model, backend.type_name)
+        else:
+            spec = check_model_name(request.model, "", field_name="model")
+            backend, model = self.loader().resolve(spec)
+            model = check_model_name(model, backend.type_name)
+        return backend.generate_stream(request.prompt, model, **request.options)
+
+    # --- generations in flight ---------------------------------------------------------------
+    def track(self, pump: GenerationPump) -> None:
+        with self._lock:
+            self._pumps.add(pump)
+
+    def untrack(self, pump: GenerationPump) -> None:
+        with self._lock:
+            self._pumps.discard(pump)
+
+    # --- secrets -----------------------------------------------------------------------------
+    def redact(self, text: str) -> str:
+        """Mask every known secret (API keys, the Jupyter token) in text about to leave."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "****")
+        return text
+
+    # --- shutdown ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop generations, cancel downloads, release threads and backend connections."""
+        self._closed = True
+        with self._lock:
+            pumps = list(self._pumps)
+            self._pumps.clear()
+        downloads, loader = self._downloads, self._loader
+        for pump in pumps:
+            pump.stop()
+        if downloads is not None:
+            for status in downloads.downloads():
+                if not status.finished:
+                    downloads.cancel(status.id)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if loader is not None:
+            for backend in loader.backends.values():
+                close = getattr(backend, "close", None)
+                if callable(close):
+                    try:
+                        close()
+                    except Exception as exc:  # noqa: BLE001 - shutting down; keep going
+                        log.debug("closing backend %s failed: %r", backend.name, exc)
+
+
+def _config_secrets(loader: ModelLoader) -> tuple[str, ...]:
+    """Values of secret-named settings (resolved ``${ENV}`` too) and secret-named env vars."""
+    found: list[str] = []
+
+    def collect(value: Any, key: str) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                collect(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                collect(v, key)
+        elif isinstance(value, str) and is_secret_key(key) and len(value) >= 4:
+            found.append(value)
+            # An Authorization header's credential alone ("Bearer <token>").
+            found.extend(p for p in value.split() if len(p) >= 8)
+
+    config = loader.config
+    for name, spec in config.backends.items():
+        try:
+            settings: Any = config.resolved_settings(name)
+        except Exception:  # noqa: BLE001 - an unresolvable ${ENV} is no secret of ours
+            settings = spec.settings
+        collect(settings, "")
+    for key, value in os.environ.items():
+        if is_secret_key(key) and len(value) >= _MIN_ENV_SECRET:
+            found.append(value)
+    return tuple(dict.fromkeys(found))

@@ -1,0 +1,169 @@
+"""Request bodies and model names checked before anything reaches a backend.
+
+A model name travels into URLs, cache folders and file lookups of the backends, so
+a name with path syntax (``..``, a leading ``/``, ``\\``) or control characters is
+refused here, with a message that says what a valid name looks like.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ApiError
+
+MAX_MODEL_NAME = 200
+
+# [host[:port]/][namespace/]model[:tag], as Ollama parses names.
+_OLLAMA_NAME = re.compile(
+    r"(?:[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}/)?"
+    r"(?:[A-Za-z0-9_][A-Za-z0-9_-]{0,79}/)?"
+    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,79})?"
+)
+# A Hugging Face Hub id (owner/name) or a listed name; local paths are not offered over HTTP.
+_TRANSFORMERS_NAME = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}(?:/[A-Za-z0-9_][A-Za-z0-9_.-]{0,95})?"
+)
+
+_NAME_HINTS = {
+    "ollama": "write name or name:tag, e.g. llama3.2:1b (optionally namespace/name:tag)",
+    "transformers": (
+        "write a listed model name or a Hugging Face Hub id like "
+        "HuggingFaceTB/SmolLM2-360M-Instruct (file paths are not accepted over the REST API)"
+    ),
+}
+
+
+def check_model_name(model: Any, backend_type: str, field_name: str = "model") -> str:
+    """The model name, stripped; ApiError 400 when it is not one the backend could know."""
+    if not isinstance(model, str):
+        raise ApiError(400, f"'{field_name}' must be a string, e.g. \"llama3.2:1b\"")
+    name = model.strip()
+    if not name:
+        raise ApiError(400, f"'{field_name}' is empty; name a model, e.g. \"llama3.2:1b\"")
+    if len(name) > MAX_MODEL_NAME:
+        raise ApiError(400, f"'{field_name}' is longer than {MAX_MODEL_NAME} characters")
+    for char in name:
+        if unicodedata.category(char).startswith("C"):
+            raise ApiError(
+                400,
+                f"'{field_name}' contains the control character U+{ord(char):04X}; remove it",
+            )
+    if "\\" in name or name.startswith(("/", "~")) or "//" in name or ".." in name:
+        raise ApiError(
+            400,
+            f"'{field_name}' looks like a file path ({name!r}); model names may not start with "
+            "'/' or '~' nor contain '\\', '//' or '..'",
+        )
+    if any(part in {".", ""} for part in name.split("/")):
+        raise ApiError(400, f"'{field_name}' has an empty or '.' path segment ({name!r})")
+    pattern = {"ollama": _OLLAMA_NAME, "transformers": _TRANSFORMERS_NAME}.get(backend_type)
+    if pattern is not None and not pattern.fullmatch(name):
+        raise ApiError(
+            400,
+            f"{name!r} is not a valid {backend_type} model name; {_NAME_HINTS[backend_type]}",
+        )
+    if pattern is None and any(char.isspace() for char in name):
+        raise ApiError(400, f"'{field_name}' contains whitespace ({name!r}); model ids have none")
+    return name
+
+
+def read_json_object(body: bytes, example: str) -> dict[str, Any]:
+    """The request body as a JSON object; a 400 that shows an example otherwise."""
+    if not body.strip():
+        raise ApiError(400, f"the request body is empty; send a JSON object like {example}")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not UTF-8; send UTF-8 encoded JSON") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400,
+            f"the request body is not valid JSON ({exc.msg} at line {exc.lineno} column "
+            f"{exc.colno}); send a JSON object like {example}",
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            400, f"the request body must be a JSON object like {example}, not {_kind(data)}"
+        )
+    return data
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array"
+
+
+def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be a string, not {_kind(value)}")
+    return value
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    backend: str
+    model: Any  # checked against the backend's type once the backend is known
+
+
+DOWNLOAD_EXAMPLE = '{"model": "llama3.2:1b", "backend": "ollama"}'
+_DOWNLOAD_FIELDS = frozenset({"model", "backend"})
+
+
+def parse_download(body: bytes) -> DownloadRequest:
+    """``{"model", "backend"}``; ``backend`` defaults to ``ollama`` as the seed's API did."""
+    data = read_json_object(body, DOWNLOAD_EXAMPLE)
+    unknown = sorted(set(data) - _DOWNLOAD_FIELDS)
+    if unknown:
+        raise ApiError(
+            400, f"unknown field(s) {', '.join(unknown)}; a download takes 'model' and 'backend'"
+        )
+    if "model" not in data:
+        raise ApiError(400, f"'model' is missing; send {DOWNLOAD_EXAMPLE}")
+    backend = _optional_str(data, "backend") or "ollama"
+    return DownloadRequest(backend=backend, model=data["model"])
+
+
+GENERATE_EXAMPLE = '{"prompt": "Hello", "model": "llama3.2:1b", "backend": "ollama"}'
+_GENERATE_FIELDS = frozenset({"prompt", "model", "backend"})
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    model: Any
+    backend: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_generate(body: bytes) -> GenerateRequest:
+    """``{"prompt", "model", "backend"?, options...}``; the backend validates the options."""
+    data = read_json_object(body, GENERATE_EXAMPLE)
+    if "prompt" not in data:
+        raise ApiError(400, f"'prompt' is missing; send {GENERATE_EXAMPLE}")
+    prompt = data["prompt"]
+    if not isinstance(prompt, str):
+        raise ApiError(400, f"'prompt' must be a string, not {_kind(prompt)}")
+    if "model" not in data or data["model"] is None:
+        raise ApiError(
+            400,
+            f'\'model\' is missing; send {GENERATE_EXAMPLE} (or "model": "backend:model")',
+        )
+    options = {k: v for k, v in data.items() if k not in _GENERATE_FIELDS}
+    return GenerateRequest(
+        prompt=prompt, model=data["model"], backend=_optional_str(data, "backend"), options=options
+    )
