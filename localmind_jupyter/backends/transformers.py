@@ -21,6 +21,7 @@ so the worker stops at the source within one decoding step.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -31,7 +32,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -399,8 +400,9 @@ class TransformersBackend(BaseBackend):
             location = source.location
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(location, **common)
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **common)
+            with quiet_progress_bars():
+                tokenizer = AutoTokenizer.from_pretrained(location, **common)
+                model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **common)
         except OSError as exc:
             if source.kind == "hub" and (self.settings.local_files_only or not cached):
                 raise ModelNotFound(f"{_not_downloaded_message(source.location)} ({exc})") from exc
@@ -519,6 +521,20 @@ class TransformersBackend(BaseBackend):
             }
         )
         return info
+
+
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """No "Loading weights" bar in the cell output: a load is a step, not the answer."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 # --- the generation loop --------------------------------------------------------------------------

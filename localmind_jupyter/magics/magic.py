@@ -32,6 +32,7 @@ LINE_COMMANDS = {
     "models": "models [BACKEND] [--installed] [--tag T] [--search S]: catalog and installed",
     "pull": "pull MODEL [-b BACKEND]: download with progress (Ctrl-C / interrupt cancels)",
     "use": "use MODEL: the default model of this kernel",
+    "manager": "the model manager: backends, catalog, downloads (widgets)",
     "alias": "alias NAME TARGET: a short name for a model",
     "unalias": "unalias NAME",
     "reset": "forget the chat history",
@@ -341,6 +342,14 @@ class LocalMind(Magics):
         backend, model = self.session.resolve(args[0], self.default_model)
         self.session.chosen_model = f"{backend.name}:{model}"
         print(f"%%localmind now uses {self.session.chosen_model} in this kernel")
+
+    def _cmd_manager(self, _args: list[str]) -> None:
+        if not self._in_kernel():
+            self._say("the model manager is a widget: run %localmind manager in a notebook")
+            return
+        from ..widgets import ModelManager
+
+        self._show(ModelManager())
 
     def _cmd_alias(self, args: list[str]) -> None:
         if len(args) != 2:
