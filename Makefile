@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LOCALMIND_CACHE ?= $(CURDIR)/.cache/localmind
 NOTEBOOK ?= notebooks/01-quickstart.ipynb
 
-.PHONY: install demo ask lab lint format test benchmark clean
+.PHONY: install demo ask lab lint format browser test benchmark clean
 
 $(STAMP): pyproject.toml Makefile
 	@echo "==> creating $(VENV) and installing (torch 2.13.0 CPU first, then .[all,test], then the bundled model)"
@@ -41,7 +41,15 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+# Debian's Chromium for the real-browser tests (never `playwright install`). Best effort:
+# without it those tests report themselves skipped with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "==> installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "==> could not install chromium: the browser tests will be skipped"; }
+
+test: lint browser
 	$(BIN)/python -m pytest
 
 benchmark: $(STAMP)
