@@ -12,18 +12,15 @@ generation, which is exactly the worker-thread failure the stream must surface.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -443,119 +440,3 @@ def test_pulling_the_embedded_model_converts_it(converted: Path) -> None:
     events: list[str] = []
     TransformersBackend().download_model(EMB, lambda p: events.append(p.status))
     assert events[0] == "converting" and events[-1] == "success"
-
-
-class _HubHandler(BaseHTTPRequestHandler):
-    """The few Hub endpoints ``snapshot_download`` uses (see stack-notes, "Offline Hub")."""
-
-    files: ClassVar[dict[str, bytes]] = {}
-    seen: ClassVar[list[str]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _route(self) -> None:
-        path = self.path.split("?")[0]
-        self.seen.append(f"{self.command} {path}")
-        prefix = f"/api/models/{TINY_REPO}"
-        if path.startswith(f"{prefix}/revision/"):
-            body = json.dumps({"id": TINY_REPO, "sha": TINY_SHA}).encode()
-            return self._send(200, body, {"Content-Type": "application/json"})
-        if path.startswith(f"{prefix}/tree/"):
-            tree = [
-                {"type": "file", "path": name, "size": len(data), "oid": _blob_sha(data)}
-                for name, data in self.files.items()
-            ]
-            return self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"})
-        resolve = f"/{TINY_REPO}/resolve/"
-        if path.startswith(resolve):
-            name = path[len(resolve) :].split("/", 1)[1]
-            if name in self.files:
-                data = self.files[name]
-                headers = {"ETag": f'"{_blob_sha(data)}"', "X-Repo-Commit": TINY_SHA}
-                return self._send(200, data, headers)
-        self._send(404, b'{"error": "not found"}', {"X-Error-Code": "EntryNotFound"})
-
-    do_GET = do_HEAD = _route
-
-
-def _blob_sha(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-@pytest.fixture
-def hub_server(tiny_models: dict[str, Path]) -> Iterator[str]:
-    files = {p.name: p.read_bytes() for p in tiny_models["local"].iterdir() if p.is_file()}
-    files["pytorch_model.bin"] = b"not wanted"
-    files["README.md"] = b"# not wanted"
-    _HubHandler.files = files
-    _HubHandler.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-DOWNLOAD_SCRIPT = """
-import json, sys, threading
-from localmind_jupyter.backends.transformers import TransformersBackend
-from localmind_jupyter.errors import DownloadError
-repo, cache = sys.argv[1], sys.argv[2]
-backend = TransformersBackend({"hub_cache_dir": cache})
-cancel = threading.Event()
-def cancel_on_first(p):
-    if p.status == "downloading":
-        cancel.set()
-try:
-    backend.download_model(repo, cancel_on_first, cancel)
-    cancelled = "no error"
-except DownloadError as exc:
-    cancelled = str(exc)
-events = []
-backend.download_model(repo, lambda p: events.append([p.status, p.completed, p.total]))
-listed = repo in backend.list_models()
-text = backend.generate("hi", repo, max_tokens=2).text
-print(json.dumps({"cancelled": cancelled, "events": events, "listed": listed, "text": text}))
-"""
-
-
-def test_download_from_a_hub_server(hub_server: str, tmp_path: Path) -> None:
-    """In a subprocess: the hub reads HF_ENDPOINT once, when it is first imported."""
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": hub_server,
-        "HF_HUB_OFFLINE": "0",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_XET": "1",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", DOWNLOAD_SCRIPT, TINY_REPO, str(tmp_path / "hub")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "cancelled" in report["cancelled"]
-    statuses = [status for status, _done, _total in report["events"]]
-    assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
-    assert "downloading" in statuses
-    _status, done, total = report["events"][-1]
-    assert total and done == total
-    assert report["listed"] is True and isinstance(report["text"], str)
-    assert not [s for s in _HubHandler.seen if "pytorch_model.bin" in s or "README" in s]

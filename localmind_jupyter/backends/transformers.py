@@ -842,6 +842,52 @@ class _DownloadCancelled(Exception):
     """Raised from a progress update to abort ``snapshot_download`` from inside."""
 
 
+def _download_error(repo_id: str, exc: Exception, hf_errors: Any) -> DownloadError:
+    """A message that says what went wrong with a Hub download and what to do."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+
+    def first(kind: type[BaseException]) -> BaseException | None:
+        return next((e for e in chain if isinstance(e, kind)), None)
+
+    if gated := first(hf_errors.GatedRepoError):
+        return DownloadError(
+            f"'{repo_id}' is gated: accept its licence on huggingface.co and log in "
+            f"with `hf auth login` ({gated})"
+        )
+    if first(hf_errors.RepositoryNotFoundError):
+        return DownloadError(
+            f"no model '{repo_id}' on the Hugging Face Hub (or it is private: log in with "
+            "`hf auth login`)"
+        )
+    if missing := first(hf_errors.RevisionNotFoundError):
+        return DownloadError(f"'{repo_id}' has no main revision: {missing}")
+    if first(hf_errors.OfflineModeIsEnabled):
+        return DownloadError(
+            f"cannot download '{repo_id}': HF_HUB_OFFLINE is set, so the Hub is not contacted"
+        )
+    network = next(
+        (
+            e
+            for e in chain
+            if type(e).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2"}
+            or isinstance(e, ConnectionError)
+        ),
+        None,
+    )
+    if network is not None:
+        return DownloadError(
+            f"the connection to the Hub dropped while downloading '{repo_id}' "
+            f"({type(network).__name__}: {network}); download again — finished files are kept"
+        )
+    if http := first(hf_errors.HfHubHTTPError):
+        return DownloadError(f"the Hub refused the download of '{repo_id}': {http}")
+    return DownloadError(f"downloading '{repo_id}' failed: {type(exc).__name__}: {exc}")
+
+
 def _download_snapshot(
     repo_id: str,
     backend: str,
@@ -868,6 +914,14 @@ def _download_snapshot(
     done = [0]
     total: list[int | None] = [None]
 
+    class _Silent(tqdm):  # type: ignore[misc]
+        """The dry run's file counter: nothing to show in the cell."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            kwargs.pop("name", None)
+            super().__init__(*args, **kwargs)
+
     class _Progress(tqdm):  # type: ignore[misc]
         """Silent bar: forwards the bytes-written bar to ``report`` and checks ``cancel``."""
 
@@ -891,7 +945,11 @@ def _download_snapshot(
         check_cancel()
         report(DownloadProgress(repo_id, backend, "pulling manifest"))
         plan = huggingface_hub.snapshot_download(
-            repo_id, allow_patterns=list(DOWNLOAD_PATTERNS), cache_dir=cache_dir, dry_run=True
+            repo_id,
+            allow_patterns=list(DOWNLOAD_PATTERNS),
+            cache_dir=cache_dir,
+            dry_run=True,
+            tqdm_class=_Silent,
         )
         names = {f.filename for f in plan}
         if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
@@ -909,24 +967,8 @@ def _download_snapshot(
         )
     except _DownloadCancelled:
         raise DownloadError(f"download of '{repo_id}' was cancelled") from None
-    except hf_errors.GatedRepoError as exc:
-        raise DownloadError(
-            f"'{repo_id}' is gated: accept its licence on huggingface.co and log in "
-            f"with `hf auth login` ({exc})"
-        ) from exc
-    except hf_errors.RepositoryNotFoundError as exc:
-        raise DownloadError(
-            f"no model '{repo_id}' on the Hugging Face Hub (or it is private: log in with "
-            "`hf auth login`)"
-        ) from exc
-    except hf_errors.RevisionNotFoundError as exc:
-        raise DownloadError(f"'{repo_id}' has no main revision: {exc}") from exc
-    except hf_errors.OfflineModeIsEnabled as exc:
-        raise DownloadError(
-            f"cannot download '{repo_id}': HF_HUB_OFFLINE is set, so the Hub is not contacted"
-        ) from exc
     except DownloadError:
         raise
-    except Exception as exc:  # network errors are httpx2 types; keep the cause attached
-        raise DownloadError(f"downloading '{repo_id}' failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # classified by its cause: the dry run wraps the real error
+        raise _download_error(repo_id, exc, hf_errors) from exc
     report(DownloadProgress(repo_id, backend, "success", total[0] or 0, total[0]))
