@@ -226,3 +226,18 @@ def test_remote_backend_has_nothing_to_download(openai_server):
     manager = DownloadManager(lambda name: backend)
     final = manager.start("openai", "gpt-test").wait(5)
     assert final.state == FAILED and "nothing to download" in final.error
+
+
+def test_cancel_reaches_a_stalled_pull_at_once(ollama_server):
+    ollama_server.pull_delay = 5.0  # one progress line every 5 s
+    manager = manager_for(ollama_server)
+    download = manager.start("ollama", TINY)
+    deadline = time.monotonic() + 10
+    while download.snapshot().status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    start = time.monotonic()
+    download.cancel()
+    final = download.wait(5)
+    assert final.state == CANCELLED
+    assert time.monotonic() - start < 1.0, "cancel waited for the next progress line"

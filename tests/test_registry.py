@@ -103,3 +103,11 @@ def test_merge_treats_latest_tag_and_case_as_ollama_does():
 )
 def test_human_size(size, text):
     assert human_size(size) == text
+
+
+def test_catalogs_are_worth_browsing():
+    assert len(load_catalog("ollama")) >= 30
+    transformers = load_catalog("transformers")
+    assert len(transformers) >= 10
+    assert transformers[0].name == "smollm2-135m-instruct", "the bundled model comes first"
+    assert all(e.license for e in transformers), "every Hub model carries a licence note"

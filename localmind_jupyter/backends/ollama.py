@@ -6,8 +6,10 @@ in-band error lines after streaming started, ``keep_alive`` to load and unload.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import threading
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -353,6 +355,15 @@ class OllamaBackend(BaseBackend):
         if response.status_code >= 400:
             response.read()
             raise DownloadError(f"Ollama refused to pull '{model}': {_error_text(response)}")
+        finished = threading.Event()
+        if cancel is not None:
+            # A stalled pull sends no line to notice the cancel on: close it from here.
+            threading.Thread(
+                target=_close_on_cancel,
+                args=(response, cancel, finished),
+                name="localmind-ollama-pull-cancel",
+                daemon=True,
+            ).start()
         try:
             for line in response.iter_lines():
                 if cancel is not None and cancel.is_set():
@@ -376,15 +387,32 @@ class OllamaBackend(BaseBackend):
                     completed = sum(c for c, _ in layers.values())
                     total = sum(t for _, t in layers.values()) or None
                     progress(DownloadProgress(model, self.name, status, completed, total))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            if cancel is not None and cancel.is_set():
+                return
             raise DownloadError(
                 f"the connection to Ollama dropped while pulling '{model}' ({_short(exc)}); "
                 "pull again to resume"
             ) from None
         finally:
+            finished.set()
             response.close()
         if status != "success":
             raise DownloadError(f"the pull of '{model}' ended before Ollama reported success")
+
+
+def _close_on_cancel(
+    response: httpx.Response, cancel: threading.Event, finished: threading.Event
+) -> None:
+    """Wake the reader blocked in ``recv``: closing from another thread would not."""
+    while not finished.is_set():
+        if cancel.wait(0.1):
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
 
 
 def _error_text(response: httpx.Response) -> str:
