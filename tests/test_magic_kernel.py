@@ -166,3 +166,40 @@ def test_errors_in_the_kernel_are_one_message(kernel, ollama_server):
     assert not of_type(messages, "error")
     texts = [m["content"]["data"]["text/plain"] for m in of_type(messages, "display_data")]
     assert any("not installed in Ollama" in t and "%localmind pull" in t for t in texts)
+
+
+def test_pull_in_a_notebook_shows_a_progress_widget(kernel, ollama_server):
+    ollama_server.pull_delay = 0.01
+    messages = kernel.run("%localmind pull tinyllama")
+    widget_views = [
+        m
+        for m in of_type(messages, "display_data")
+        if "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+    ]
+    assert widget_views, "no progress widget was shown"
+    printed = "".join(m["content"]["text"] for m in of_type(messages, "stream"))
+    assert "ollama:tinyllama is ready" in printed
+    assert "tinyllama:latest" in ollama_server.installed
+    assert not of_type(messages, "error")
+
+
+def test_interrupt_cancels_a_pull(kernel, ollama_server):
+    ollama_server.pull_delay = 0.3
+    interrupted: list[float] = []
+
+    def interrupt_once(msg: dict) -> None:
+        if msg["msg_type"] == "display_data" and not interrupted:
+            interrupted.append(time.monotonic())
+            time.sleep(0.5)
+            kernel.manager.interrupt_kernel()
+
+    messages = kernel.run("%localmind pull all-minilm", on_message=interrupt_once)
+    assert interrupted
+    texts = [
+        m["content"]["data"].get("text/plain", "")
+        for m in of_type(messages, "display_data")
+        if "text/plain" in m["content"]["data"]
+    ]
+    assert any("cancelled" in t for t in texts)
+    assert "all-minilm:latest" not in ollama_server.installed
+    assert not of_type(messages, "error")

@@ -294,3 +294,30 @@ def test_embedded_default_model_answers_with_no_server(ip, isolated_home, capsys
     assert "Paris" in ip.user_ns["answer"]
     assert ip.user_ns["_localmind"].backend == "transformers"
     assert "transformers:smollm2-135m-instruct" in capsys.readouterr().out
+
+
+def test_html_math_and_text_formats(ip, servers, capsys):
+    from localmind_jupyter.magics.render import finalize
+
+    ollama_server, _ = servers
+    ollama_server.reply_pieces = ["<b>bold</b> ", "answer"]
+    ask(ip, "-f html -o answer --no-stats", "html please")
+    assert ip.user_ns["answer"] == "<b>bold</b> answer"
+    assert finalize("<b>x</b>", "html").bundle["text/html"] == "<b>x</b>"
+    assert finalize(r"e^{i\pi} + 1 = 0", "math").bundle["text/latex"] == r"$$e^{i\pi} + 1 = 0$$"
+    assert finalize("$x^2$", "math").bundle["text/latex"] == "$x^2$"
+    assert "text/markdown" not in finalize("plain", "text").bundle
+    assert "<b>bold</b> answer" in capsys.readouterr().out
+
+
+def test_in_out_and_err_of_earlier_cells(ip, servers):
+    ollama_server, _ = servers
+    ip.run_cell("40 + 2", store_history=True)
+    out_number = ip.execution_count - 1
+    ip.run_cell("1 / 0", store_history=True)
+    err_number = ip.execution_count - 1
+    ask(ip, "--no-stats --no-history", f"Explain {{In[{out_number}]}} = {{Out[{out_number}]}}")
+    assert chat_bodies(ollama_server)[-1]["messages"][-1]["content"] == "Explain 40 + 2 = 42"
+    ask(ip, "--no-stats --no-history", f"Why {{Err[{err_number}]}}?")
+    sent = chat_bodies(ollama_server)[-1]["messages"][-1]["content"]
+    assert sent == "Why ZeroDivisionError: division by zero?"
