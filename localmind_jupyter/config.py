@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 from .paths import config_path
-from .secrets import is_secret_key
+from .secrets import is_secret_key, mask_url_password
 
 #: The model a fresh install answers with: no server, no key.
 EMBEDDED_DEFAULT_MODEL = "transformers:smollm2-135m-instruct"
@@ -102,6 +102,8 @@ def mask_secrets(value: Any, key: str = "") -> Any:
         return [mask_secrets(v, key) for v in value]
     if is_secret_key(key) and value and not (isinstance(value, str) and _ENV_REF.fullmatch(value)):
         return "****"
+    if isinstance(value, str):
+        return mask_url_password(value)
     return value
 
 

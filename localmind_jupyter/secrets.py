@@ -18,3 +18,11 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "****")
     return text
+
+
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")
+
+
+def mask_url_password(text: str) -> str:
+    """``http://user:secret@host`` -> ``http://user:****@host``."""
+    return _URL_PASSWORD.sub(r"\1****@", text)

@@ -151,3 +151,13 @@ def test_secrets_are_masked_in_reprs_and_display(isolated_home):
     assert config.to_display_dict()["backends"]["openai"]["settings"]["api_key"] == "****"
     # An ${ENV} reference is not a secret and stays visible, so users can see where it comes from.
     assert mask_secrets({"api_key": "${OPENAI_API_KEY}"}) == {"api_key": "${OPENAI_API_KEY}"}
+
+
+def test_passwords_in_urls_are_masked_for_display(isolated_home):
+    write(
+        isolated_home, "backends:\n  ollama:\n    settings:\n      base_url: http://u:pw123@h:1\n"
+    )
+    config = load_config(known_types=KNOWN)
+    shown = config.to_display_dict()["backends"]["ollama"]["settings"]["base_url"]
+    assert shown == "http://u:****@h:1"
+    assert "pw123" not in repr(config)

@@ -236,3 +236,15 @@ def test_iterating_a_temporary_stream_yields_everything(ollama_server):
         p for p in make_backend(ollama_server).generate_stream("one two three", "smollm:135m")
     ]
     assert "".join(pieces) == "You said: one two three"
+
+
+def test_credentials_in_the_url_are_sent_but_never_shown(ollama_server):
+    host = ollama_server.url.removeprefix("http://")
+    backend = OllamaBackend({"base_url": f"http://alice:hunter2-pass@{host}"})
+    assert backend.base_url == ollama_server.url
+    assert backend.generate("hi", "smollm:135m").text == "You said: hi"
+    for text in (repr(backend), str(backend.get_backend_info()), str(backend.settings)):
+        assert "hunter2" not in text
+    down = OllamaBackend({"base_url": "http://alice:hunter2-pass@127.0.0.1:1"})
+    available, reason = down.check_availability()
+    assert not available and "hunter2" not in reason

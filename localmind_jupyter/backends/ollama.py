@@ -14,7 +14,7 @@ import threading
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
 from .base import (
@@ -49,6 +49,7 @@ def normalize_host(host: str) -> str:
         {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT) if has_scheme else DEFAULT_PORT
     )
     hostport, _, path = host.partition("/")
+    hostport = hostport.rpartition("@")[2]  # credentials go to split_credentials, not the URL
     if hostport.count(":") > 1 and not hostport.startswith("["):
         hostport = f"[{hostport}]"  # a bare IPv6 address, no port
     split = urlsplit(f"//{hostport}")
@@ -68,10 +69,25 @@ def normalize_host(host: str) -> str:
     return f"{base}/{path}" if path else base
 
 
+def split_credentials(host: str) -> tuple[str, tuple[str, str] | None]:
+    """``http://user:pass@host`` -> (``http://host``, (user, pass)): the URL we show has none."""
+    scheme, sep, rest = host.strip().strip("\"'").partition("://")
+    if not sep:
+        scheme, rest = "", scheme
+    hostport, slash, path = rest.partition("/")
+    userinfo, at, bare = hostport.rpartition("@")
+    if not at:
+        return host, None
+    user, _, password = userinfo.partition(":")
+    cleaned = f"{scheme}{sep}{bare}{slash}{path}"
+    return cleaned, (unquote(user), unquote(password))
+
+
 @dataclass(frozen=True)
 class OllamaSettings(BackendSettings):
     #: Where Ollama listens; else ``OLLAMA_HOST``, else http://127.0.0.1:11434.
-    base_url: str | None = None
+    #: Not in the repr: it may carry ``user:password@`` for an Ollama behind a proxy.
+    base_url: str | None = field(default=None, repr=False)
     connect_timeout: float = 5.0
     #: Longest silence between two streamed lines (a cold model load can take a while).
     read_timeout: float = 300.0
@@ -98,6 +114,7 @@ class OllamaBackend(BaseBackend):
     ) -> None:
         super().__init__(settings, name=name, defaults=defaults)
         configured = self.settings.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_BASE_URL
+        configured, self._auth = split_credentials(configured)
         self.base_url = normalize_host(configured)
         self._client: httpx.Client | None = None
         self._version: str | None = None
@@ -119,6 +136,7 @@ class OllamaBackend(BaseBackend):
                             self.settings.read_timeout, connect=self.settings.connect_timeout
                         ),
                         headers={"Accept": "application/json", **self.settings.headers},
+                        auth=self._auth,
                     )
         return self._client
 
