@@ -40,7 +40,9 @@ __all__ = [
 BUILTIN_BACKENDS: dict[str, str] = {
     "ollama": "localmind_jupyter.backends.ollama:OllamaBackend",
     "openai": "localmind_jupyter.backends.openai:OpenAIBackend",
+    "tensorrt": "localmind_jupyter.backends.openai:TensorRTBackend",
     "transformers": "localmind_jupyter.backends.transformers:TransformersBackend",
+    "vllm": "localmind_jupyter.backends.openai:VLLMBackend",
 }
 
 

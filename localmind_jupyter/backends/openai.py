@@ -311,3 +311,60 @@ def _api_message(exc: Exception) -> str:
         if isinstance(body.get("message"), str):
             return body["message"]
     return str(getattr(exc, "message", None) or exc)
+
+
+class _ServerPreset(OpenAIBackend):
+    """An OpenAI-compatible inference server that also reports its version at ``/version``."""
+
+    default_base_url: str = "http://localhost:8000/v1"
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        given = dict(settings or {})
+        given.setdefault("base_url", self.default_base_url)
+        super().__init__(given, name=name, defaults=defaults)
+        self._server_version: str | None = None
+
+    def check_availability(self) -> tuple[bool, str | None]:
+        available, reason = super().check_availability()
+        if available:
+            self._server_version = self._fetch_version()
+        return available, reason
+
+    def _fetch_version(self) -> str | None:
+        import httpx
+
+        root = self.base_url.removesuffix("/v1")
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            response = httpx.get(
+                f"{root}/version", headers=headers, timeout=self.settings.probe_timeout
+            )
+            version = response.json().get("version") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return str(version) if version is not None else None
+
+    def get_backend_info(self) -> dict[str, Any]:
+        return {**super().get_backend_info(), "server_version": self._server_version}
+
+
+class VLLMBackend(_ServerPreset):
+    """vLLM (``vllm serve MODEL``): the OpenAI-compatible backend with vLLM's defaults."""
+
+    type_name = "vllm"
+    display_name = "vLLM"
+    default_base_url = "http://localhost:8000/v1"
+
+
+class TensorRTBackend(_ServerPreset):
+    """NVIDIA TensorRT-LLM (``trtllm-serve MODEL``), also OpenAI-compatible on port 8000."""
+
+    type_name = "tensorrt"
+    display_name = "TensorRT-LLM"
+    default_base_url = "http://localhost:8000/v1"

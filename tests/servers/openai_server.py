@@ -250,7 +250,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._check_auth(owner):
             return
         path = urlsplit(self.path).path.rstrip("/") or "/"
-        if method == "GET" and path == "/v1/models":
+        if method == "GET" and path == "/version" and owner.server_version is not None:
+            # What vLLM and trtllm-serve answer beside the OpenAI API.
+            self._send_json(200, {"version": owner.server_version})
+        elif method == "GET" and path == "/v1/models":
             self._send_json(200, {"object": "list", "data": owner._model_objects()})
         elif method == "GET" and path.startswith("/v1/models/"):
             model_id = unquote(path[len("/v1/models/") :])
@@ -609,6 +612,8 @@ class OpenAITestServer:
         self.models: list[str] = list(models) if models else ["gpt-test"]
         self.api_key = api_key
         self.owned_by = owned_by
+        #: Served at ``GET /version`` when set, as vLLM and TensorRT-LLM's server do.
+        self.server_version: str | None = None
         self.reply_pieces: list[str] | None = None
         self.token_delay: float | None = None
         self.drop_after: int | None = None
