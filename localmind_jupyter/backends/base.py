@@ -357,6 +357,10 @@ class BaseBackend:
         inherited = {k: v for k, v in (defaults or {}).items() if k in fields and k not in settings}
         self.settings = dataclasses.replace(validated, **inherited) if inherited else validated
         self._lock = threading.Lock()
+        self.setup()
+
+    def setup(self) -> None:
+        """Derive state from ``self.settings``; subclasses override this, not ``__init__``."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

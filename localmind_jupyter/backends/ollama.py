@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -105,14 +105,7 @@ class OllamaBackend(BaseBackend):
     extra_options = frozenset({"keep_alive", "format"})
     settings: OllamaSettings
 
-    def __init__(
-        self,
-        settings: Mapping[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        defaults: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(settings, name=name, defaults=defaults)
+    def setup(self) -> None:
         configured = self.settings.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_BASE_URL
         configured, self._auth = split_credentials(configured)
         self.base_url = normalize_host(configured)

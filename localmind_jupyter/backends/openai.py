@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,30 +70,23 @@ class OpenAIBackend(BaseBackend):
     Settings = OpenAISettings
     settings: OpenAISettings
 
-    def __init__(
-        self,
-        settings: Mapping[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        defaults: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(settings, name=name, defaults=defaults)
+    def setup(self) -> None:
         preset = self.settings.preset
         if preset is not None and preset not in PRESETS:
             key = f"backends.{self.name}.settings.preset"
             raise ConfigError(
                 f"{key}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", key=key
             )
-        self.base_url = (
-            self.settings.base_url
-            or os.environ.get("OPENAI_BASE_URL")
-            or PRESETS.get(preset or "openai", OPENAI_BASE_URL)
-        ).rstrip("/")
+        self.base_url = (self.settings.base_url or self._default_base_url()).rstrip("/")
         self._api_key = self.settings.api_key or os.environ.get("OPENAI_API_KEY") or None
         self._client: openai.OpenAI | None = None
 
+    def _default_base_url(self) -> str:
+        """``OPENAI_BASE_URL`` (for the openai type), else the preset's URL."""
+        return os.environ.get("OPENAI_BASE_URL") or PRESETS[self.settings.preset or "openai"]
+
     def __repr__(self) -> str:
-        return f"<OpenAIBackend {self.name!r} at {self.base_url}>"
+        return f"<{type(self).__name__} {self.name!r} at {self.base_url}>"
 
     @property
     def is_openai_cloud(self) -> bool:
@@ -318,17 +311,12 @@ class _ServerPreset(OpenAIBackend):
 
     default_base_url: str = "http://localhost:8000/v1"
 
-    def __init__(
-        self,
-        settings: Mapping[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        defaults: Mapping[str, Any] | None = None,
-    ) -> None:
-        given = dict(settings or {})
-        given.setdefault("base_url", self.default_base_url)
-        super().__init__(given, name=name, defaults=defaults)
+    def setup(self) -> None:
+        super().setup()
         self._server_version: str | None = None
+
+    def _default_base_url(self) -> str:
+        return self.default_base_url  # OPENAI_BASE_URL is meant for the openai type
 
     def check_availability(self) -> tuple[bool, str | None]:
         available, reason = super().check_availability()

@@ -32,7 +32,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -152,14 +152,7 @@ class TransformersBackend(BaseBackend):
     Settings = TransformersSettings
     settings: TransformersSettings
 
-    def __init__(
-        self,
-        settings: Mapping[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        defaults: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(settings, name=name, defaults=defaults)
+    def setup(self) -> None:
         if not _DEVICE.fullmatch(self.settings.device):
             key = f"backends.{self.name}.settings.device"
             raise ConfigError(

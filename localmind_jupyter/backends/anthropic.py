@@ -1,0 +1,392 @@
+"""Anthropic's Claude models through the official ``anthropic`` client (imported on first use).
+
+The Messages API differs from OpenAI's Chat Completions in ways this backend hides:
+the system prompt is a top-level ``system`` field, ``max_tokens`` is required (the
+``max_tokens`` setting gives the default), stop strings are ``stop_sequences``, and
+``seed`` does not exist, so asking for one is an ``OptionError`` rather than silence.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    BackendUnavailable,
+    DownloadError,
+    GenerationError,
+    ModelNotFound,
+    OptionError,
+)
+from ..secrets import redact
+from .base import (
+    BackendSettings,
+    BaseBackend,
+    GenerationOptions,
+    ProgressCallback,
+    ResponseStream,
+    StreamTimer,
+)
+
+if TYPE_CHECKING:
+    import anthropic
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+#: The API's ``stop_reason`` in the words every backend uses; others pass through as they are.
+FINISH_REASONS: dict[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+}
+
+
+@dataclass(frozen=True)
+class AnthropicSettings(BackendSettings):
+    #: Else ``ANTHROPIC_BASE_URL``, else Anthropic's own API.
+    base_url: str | None = None
+    #: Else ``ANTHROPIC_API_KEY``; write ``${MY_KEY}`` in config.yaml rather than the key itself.
+    api_key: str | None = field(default=None, repr=False)
+    #: The API requires ``max_tokens``: used when a generation does not give one.
+    max_tokens: int = 1024
+    connect_timeout: float = 5.0
+    read_timeout: float = 300.0
+    probe_timeout: float = 2.0
+
+
+class AnthropicBackend(BaseBackend):
+    type_name = "anthropic"
+    display_name = "Anthropic"
+    Settings = AnthropicSettings
+    settings: AnthropicSettings
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(settings, name=name, defaults=defaults)
+        self.base_url = (
+            self.settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_BASE_URL
+        ).rstrip("/")
+        self._api_key = self.settings.api_key or os.environ.get("ANTHROPIC_API_KEY") or None
+        self._client: anthropic.Anthropic | None = None
+
+    def __repr__(self) -> str:
+        return f"<AnthropicBackend {self.name!r} at {self.base_url}>"
+
+    def _no_key_message(self) -> str:
+        return (
+            "no Anthropic API key — set ANTHROPIC_API_KEY or "
+            f"backends.{self.name}.settings.api_key (e.g. '${{ANTHROPIC_API_KEY}}')"
+        )
+
+    @property
+    def client(self) -> anthropic.Anthropic:
+        if self._client is None:
+            if self._api_key is None:
+                raise BackendUnavailable(self._no_key_message())
+            import anthropic
+
+            with self._lock:
+                if self._client is None:
+                    # An explicit key: the SDK then reads no credentials from the environment
+                    # or its profile files, so what this backend reports is what it uses.
+                    self._client = anthropic.Anthropic(
+                        base_url=self.base_url,
+                        api_key=self._api_key,
+                        timeout=anthropic.Timeout(
+                            self.settings.read_timeout, connect=self.settings.connect_timeout
+                        ),
+                        max_retries=0,
+                    )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # --- errors -----------------------------------------------------------------------------
+    def _translate(
+        self,
+        exc: Exception,
+        model: str | None = None,
+        partial: str = "",
+        *,
+        mid_stream: bool = False,
+    ) -> Exception:
+        """Map an ``anthropic`` exception to ours, with the fix in the message and no secret."""
+        import anthropic
+
+        message = redact(_api_message(exc), self._api_key)
+        if isinstance(exc, anthropic.APIConnectionError):
+            if mid_stream:
+                return GenerationError(
+                    f"the connection to {self.base_url} dropped mid-answer; the partial answer "
+                    "is kept",
+                    partial,
+                )
+            return BackendUnavailable(
+                f"cannot reach the Anthropic API at {self.base_url} — check the network, or "
+                f"backends.{self.name}.settings.base_url"
+            )
+        if mid_stream and isinstance(exc, anthropic.APIStatusError) and exc.status_code < 400:
+            # An ``error`` event inside a stream that began with HTTP 200.
+            kind = _api_error_type(exc)
+            return GenerationError(
+                f"the Anthropic API reported an error mid-answer ({kind}): {message}; the "
+                "partial answer is kept",
+                partial,
+            )
+        if isinstance(exc, anthropic.AuthenticationError):
+            return BackendUnavailable(
+                f"{self.base_url} rejected the API key (HTTP 401) — set ANTHROPIC_API_KEY or "
+                f"backends.{self.name}.settings.api_key"
+            )
+        if isinstance(exc, anthropic.PermissionDeniedError):
+            return BackendUnavailable(
+                f"{self.base_url} refused this API key (HTTP 403): {message}"
+            )
+        if isinstance(exc, anthropic.NotFoundError) and model is not None:
+            return ModelNotFound(
+                f"model '{model}' is not served at {self.base_url}{self._served_hint()}"
+            )
+        if isinstance(exc, anthropic.BadRequestError):
+            return OptionError(f"{self.base_url} rejected the request: {message}")
+        if isinstance(exc, anthropic.RateLimitError):
+            return GenerationError(
+                f"{self.base_url} is rate limiting requests (HTTP 429): {message} — wait and retry",
+                partial,
+            )
+        if isinstance(exc, anthropic.APIStatusError):
+            if exc.status_code == 529 or _api_error_type(exc) == "overloaded_error":
+                return GenerationError(
+                    f"the Anthropic API is overloaded (HTTP {exc.status_code}): {message} — "
+                    "wait a moment and retry",
+                    partial,
+                )
+            return GenerationError(
+                f"{self.base_url} answered HTTP {exc.status_code}: {message}", partial
+            )
+        if isinstance(exc, anthropic.APIError):
+            return GenerationError(f"the Anthropic API reported an error: {message}", partial)
+        if mid_stream and _is_transport_error(exc):
+            return GenerationError(
+                f"the connection to {self.base_url} dropped mid-answer; the partial answer "
+                "is kept",
+                partial,
+            )
+        return GenerationError(f"unexpected failure: {redact(str(exc), self._api_key)}", partial)
+
+    def _served_hint(self) -> str:
+        try:
+            names = self.list_models()
+        except Exception:  # noqa: BLE001 - only a hint
+            return ""
+        return f" (available: {', '.join(names[:8])})" if names else ""
+
+    # --- contract ---------------------------------------------------------------------------
+    def check_availability(self) -> tuple[bool, str | None]:
+        if self._api_key is None:
+            return False, self._no_key_message()
+        import anthropic
+
+        try:
+            client = self.client.with_options(timeout=self.settings.probe_timeout)
+            client.models.list(limit=1)
+        except anthropic.APIConnectionError as exc:
+            why = "connection refused" if "refused" in str(exc.__cause__).lower() else "no answer"
+            return False, f"{why} at {self.base_url}"
+        except anthropic.AuthenticationError:
+            return False, (
+                f"{self.base_url} rejected the API key (HTTP 401) — set ANTHROPIC_API_KEY or "
+                f"backends.{self.name}.settings.api_key"
+            )
+        except anthropic.PermissionDeniedError:
+            return False, f"{self.base_url} refused this API key (HTTP 403)"
+        except anthropic.APIStatusError:
+            return True, None  # reachable and the key is accepted; models come from the catalog
+        return True, None
+
+    def list_models(self) -> list[str]:
+        """The models the API lists, else (no key, API down or refusing) the shipped catalog."""
+        import anthropic
+
+        try:
+            return [m.id for m in self.client.models.list()]
+        except (BackendUnavailable, anthropic.APIError, AttributeError):
+            # AttributeError: an SDK too old to have the Models API.
+            return self._catalog_models()
+
+    def _catalog_models(self) -> list[str]:
+        from ..core.model_registry import load_catalog
+
+        return [entry.name for entry in load_catalog(self.type_name)]
+
+    def download_model(
+        self,
+        model: str,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        raise DownloadError(
+            f"the {self.display_name} backend serves remote models; nothing to download — "
+            f"use '{model}' directly with an Anthropic API key"
+        )
+
+    def get_backend_info(self) -> dict[str, Any]:
+        return {
+            **super().get_backend_info(),
+            "base_url": self.base_url,
+            "api_key_set": self._api_key is not None,
+        }
+
+    # --- generation -------------------------------------------------------------------------
+    def _request(self, prompt: str, model: str, opts: GenerationOptions) -> dict[str, Any]:
+        """The Messages API body: options it cannot honour fail here, before any request."""
+        if opts.seed is not None:
+            raise OptionError(
+                "the Anthropic API does not support seed: its sampling cannot be made "
+                "reproducible; leave seed out (temperature=0 gives the most repeatable answers)"
+            )
+        if opts.temperature is not None and opts.temperature > 1:
+            raise OptionError(
+                f"the Anthropic API accepts temperature between 0 and 1, got {opts.temperature}"
+            )
+        systems = [opts.system] if opts.system else []
+        messages: list[dict[str, str]] = []
+        for turn in [*opts.messages, {"role": "user", "content": prompt}]:
+            if turn["role"] == "system":  # the API takes system text only at the top level
+                systems.append(turn["content"])
+            else:
+                messages.append(turn)
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "max_tokens": opts.max_tokens or self.settings.max_tokens,
+            "stream": True,
+        }
+        if systems:
+            params["system"] = "\n\n".join(systems)
+        if opts.temperature is not None:
+            params["temperature"] = opts.temperature
+        if opts.top_p is not None:
+            params["top_p"] = opts.top_p
+        if opts.stop:
+            params["stop_sequences"] = opts.stop
+        return params
+
+    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
+        opts = self.parse_options(kwargs)
+        params = self._request(prompt, model, opts)
+        client = self.client
+        import anthropic
+
+        stream = ResponseStream(model, self.name)
+        timer = StreamTimer(stream)
+        try:
+            events = client.messages.create(**params)
+        except anthropic.APIError as exc:
+            raise self._translate(exc, model) from None
+        return stream.bind(self._read_events(events, timer, model))
+
+    def _read_events(
+        self, events: Any, timer: StreamTimer, model: str
+    ) -> Generator[str, None, None]:
+        import anthropic
+
+        pieces = timer.pieces
+        stop_reason: str | None = None
+        input_tokens: int | None = None
+        output_tokens: int | None = None
+        finished = False
+        try:
+            for event in events:
+                kind = event.type
+                if kind == "content_block_delta":
+                    text = getattr(event.delta, "text", None)  # tool input deltas carry none
+                    if text:
+                        if timer.first is None:
+                            timer.mark_piece()
+                        pieces.append(text)
+                        yield text
+                elif kind == "message_start":
+                    usage = event.message.usage
+                    input_tokens = _prompt_tokens(usage)
+                    output_tokens = getattr(usage, "output_tokens", None)
+                elif kind == "message_delta":
+                    stop_reason = event.delta.stop_reason or stop_reason
+                    usage = event.usage
+                    if getattr(usage, "output_tokens", None) is not None:
+                        output_tokens = usage.output_tokens
+                    if getattr(usage, "input_tokens", None) is not None:
+                        input_tokens = _prompt_tokens(usage)
+                elif kind == "message_stop":
+                    finished = True
+        except GeneratorExit:
+            timer.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
+            raise
+        except anthropic.APIError as exc:
+            raise self._translate(exc, model, timer.text, mid_stream=True) from None
+        except Exception as exc:  # noqa: BLE001 - transport errors of the SDK's HTTP library
+            raise self._translate(exc, model, timer.text, mid_stream=True) from None
+        finally:
+            events.close()  # closes the HTTP response: stopping stops at the source
+        if not finished and stop_reason is None:
+            raise GenerationError(
+                f"the stream from {self.base_url} ended before the answer finished; the partial "
+                "answer is kept",
+                timer.text,
+            )
+        timer.finish(
+            finish_reason=FINISH_REASONS.get(stop_reason or "", stop_reason),
+            prompt_tokens=input_tokens,
+            completion_tokens=output_tokens,
+        )
+
+
+def _prompt_tokens(usage: Any) -> int | None:
+    """Input tokens, counting those read from or written to the prompt cache too."""
+    total = getattr(usage, "input_tokens", None)
+    if total is None:
+        return None
+    for name in ("cache_creation_input_tokens", "cache_read_input_tokens"):
+        total += getattr(usage, name, None) or 0
+    return total
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """A network failure of httpx (or httpx2), which the SDK lets through mid-stream."""
+    return any(
+        cls.__name__ == "TransportError" and cls.__module__.startswith("httpx")
+        for cls in type(exc).__mro__
+    )
+
+
+def _error_payload(exc: Exception) -> dict[str, Any] | None:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            return inner
+    return None
+
+
+def _api_error_type(exc: Exception) -> str:
+    payload = _error_payload(exc)
+    kind = payload.get("type") if payload else None
+    return kind if isinstance(kind, str) else "error"
+
+
+def _api_message(exc: Exception) -> str:
+    """The API's own error message, without the SDK's 'Error code: …' wrapping."""
+    payload = _error_payload(exc)
+    if payload and isinstance(payload.get("message"), str):
+        return payload["message"]
+    return str(getattr(exc, "message", None) or exc)
