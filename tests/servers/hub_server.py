@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from tests.servers._loopback import LoopbackServer
+
 __all__ = [
     "HubFile",
     "HubRepo",
@@ -257,7 +259,7 @@ class HubError(Exception):
         self.commit = commit
 
 
-class HubTestServer:
+class HubTestServer(LoopbackServer):
     """A fake Hugging Face Hub on 127.0.0.1 with switchable faults and observable traffic.
 
     ``repos`` maps ``repo_id`` ("owner/name") to a folder or a :class:`HubRepo`.
@@ -290,13 +292,7 @@ class HubTestServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.host = host
-        self.port = port
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
+        self._init_loopback(host, port)
         self._repos: dict[str, HubRepo] = {}
         self._requests: list[HubRequest] = []
         self._bytes_sent = 0
@@ -314,51 +310,12 @@ class HubTestServer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> HubTestServer:
-        """Bind and serve in a daemon thread; a crashed test never hangs the interpreter."""
-        if self._httpd is not None:
-            raise RuntimeError("server already started")
+    thread_name = "hub-test-server"
+
+    def _new_httpd(self) -> _HTTPServer:
         httpd = _HTTPServer((self.host, self.port), _Handler)
         httpd.owner = self
-        self._httpd = httpd
-        self.port = httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"hub-test-server:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, cut open connections, close the socket; idempotent."""
-        httpd = self._httpd
-        if httpd is None or self._stopping.is_set():
-            return
-        self._stopping.set()
-        httpd.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> HubTestServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``: the value for ``HF_ENDPOINT``."""
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return f"http://{self.host}:{self.port}"
+        return httpd
 
     def add_repo(self, repo_id: str, source: str | Path | HubRepo) -> HubRepo:
         """Serve (or replace: a new commit) a repository; returns it (``.sha``, ``.files``)."""
@@ -424,13 +381,6 @@ class HubTestServer:
     def _record(self, request: HubRequest) -> None:
         with self._lock:
             self._requests.append(request)
-
-    def _track(self, conn: socket.socket, alive: bool) -> None:
-        with self._lock:
-            if alive:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     def _count(self, path: str, n: int) -> None:
         with self._lock:

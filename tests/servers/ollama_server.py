@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.servers._loopback import LoopbackServer
+
 __all__ = ["DEFAULT_LIBRARY", "FakeModel", "OllamaTestServer"]
 
 DEFAULT_VERSION = "0.12.6"
@@ -570,7 +572,7 @@ class _Dropped(Exception):
     """The server cut the connection on purpose (fault injection or shutdown)."""
 
 
-class OllamaTestServer:
+class OllamaTestServer(LoopbackServer):
     """A fake Ollama on 127.0.0.1 with switchable faults and observable traffic.
 
     Faults are plain attributes, read at the moment they matter, so a test may
@@ -587,16 +589,10 @@ class OllamaTestServer:
         port: int = 0,
     ) -> None:
         self.version = version
-        self.host = host
-        self.port = port
+        self._init_loopback(host, port)
         self.reply_pieces: list[str] | None = None
         self.disconnected = threading.Event()
 
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
         self._requests: list[tuple[str, str, Any]] = []
         self._disconnects = 0
         self._chunks_sent = 0
@@ -629,51 +625,12 @@ class OllamaTestServer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> OllamaTestServer:
-        """Bind and serve in a daemon thread; a crashed test never hangs the interpreter."""
-        if self._httpd is not None:
-            raise RuntimeError("server already started")
+    thread_name = "ollama-test-server"
+
+    def _new_httpd(self) -> _HTTPServer:
         httpd = _HTTPServer((self.host, self.port), _Handler)
         httpd.owner = self
-        self._httpd = httpd
-        self.port = httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"ollama-test-server:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, cut open connections and stalls, close the socket; idempotent."""
-        httpd = self._httpd
-        if httpd is None or self._stopping.is_set():
-            return
-        self._stopping.set()
-        httpd.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> OllamaTestServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``."""
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return f"http://{self.host}:{self.port}"
+        return httpd
 
     def reset_faults(self) -> None:
         """Switch every fault off (defaults), e.g. between tests sharing one server."""
@@ -729,13 +686,6 @@ class OllamaTestServer:
         with self._lock:
             self._disconnects += 1
         self.disconnected.set()
-
-    def _track(self, conn: socket.socket, alive: bool) -> None:
-        with self._lock:
-            if alive:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     def _pause(self, seconds: float | None) -> None:
         """Sleep, but give up at once when the server stops."""

@@ -1,0 +1,721 @@
+"""A small Anthropic Messages API server for offline tests (standard library only).
+
+It speaks enough of the Anthropic REST API (``GET /v1/models``, ``GET /v1/models/{id}``,
+``POST /v1/messages`` with and without ``stream``) for the official ``anthropic``
+client to talk to it unchanged. Streams are Server-Sent Events in the API's own
+shape (``event: <type>`` then ``data: <json>``): ``message_start``,
+``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta``),
+``content_block_stop``, ``message_delta`` (``stop_reason`` and usage), ``message_stop``,
+and ``error`` events. Error bodies are the API's
+``{"type": "error", "error": {"type": ..., "message": ...}}``.
+
+Replies are deterministic (``"You said: " + <last user message>`` in one-word pieces)
+and a handful of fault knobs let tests exercise error paths.
+
+Usage::
+
+    with AnthropicTestServer(models=["claude-test"], api_key="sk-ant-test") as server:
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="sk-ant-test")
+        server.token_delay = 0.05
+
+As a process (for benchmarks)::
+
+    python -m tests.servers.anthropic_server --port 0 --reply-chunks 20000 [--api-key K]
+
+prints the base URL as its first stdout line and serves until killed or until
+``--lifetime`` seconds have passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["AnthropicTestServer", "split_pieces"]
+
+_CREATED_AT = "2025-01-01T00:00:00Z"
+
+# Fault attributes and their defaults (restored by ``reset_faults``).
+_FAULT_DEFAULTS: dict[str, Any] = {
+    "token_delay": None,
+    "drop_after": None,
+    "error_after": None,
+    "error_type": "overloaded_error",
+    "fail_status": None,
+    "models_status": None,
+}
+
+#: HTTP status -> (error type, message), as the API words them.
+_FAIL_BODIES: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "messages: the request was invalid"),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: (
+        "permission_error",
+        "Your API key does not have permission to use the specified resource.",
+    ),
+    404: ("not_found_error", "Not found"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: (
+        "rate_limit_error",
+        "This request would exceed the rate limit for your organization of 50 requests per "
+        "minute. Please try again later.",
+    ),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+_STREAM_ERRORS: dict[str, str] = {
+    "overloaded_error": "Overloaded",
+    "api_error": "Internal server error",
+}
+
+_ALLOWED_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "stop_sequences",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stream",
+        "metadata",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+    }
+)
+
+_PIECE_RE = re.compile(r"\s*\S+\s*|\s+")
+
+
+def split_pieces(text: str) -> list[str]:
+    """Split ``text`` into one-word pieces that keep their trailing whitespace."""
+    return _PIECE_RE.findall(text)
+
+
+def error_body(type_: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {"type": type_, "message": message},
+        "request_id": "req_" + uuid.uuid4().hex[:24],
+    }
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message ``content`` (a string or a list of content blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            block["text"]
+            for block in content
+            if isinstance(block, dict) and isinstance(block.get("text"), str)
+        )
+    return ""
+
+
+def _apply_stop(pieces: list[str], stops: list[str]) -> tuple[list[str], str | None]:
+    """Cut ``pieces`` right before the earliest stop sequence; return the one that matched."""
+    joined = "".join(pieces)
+    found = [(i, s) for s in stops if s for i in [joined.find(s)] if i >= 0]
+    if not found:
+        return pieces, None
+    cut, matched = min(found)
+    out: list[str] = []
+    pos = 0
+    for piece in pieces:
+        if pos + len(piece) <= cut:
+            out.append(piece)
+            pos += len(piece)
+            continue
+        head = piece[: cut - pos]
+        if head:
+            out.append(head)
+        break
+    return out, matched
+
+
+class _ClientGoneError(Exception):
+    """The client closed the connection while we were writing."""
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: AnthropicTestServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "AnthropicTestServer/1.0"
+    server: _HTTPServer
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner._register(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.owner._unregister(self.connection)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return bytes(data)
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("request-id", "req_" + uuid.uuid4().hex[:24])
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+    def _send_error(self, status: int, type_: str, message: str) -> None:
+        # Never retried, whatever the client's settings: tests count requests.
+        headers = {"x-should-retry": "false"}
+        if status == 429:
+            headers["retry-after"] = "20"
+        self._send_json(status, error_body(type_, message), headers)
+
+    def _write_chunk(self, data: bytes) -> None:
+        """Write one HTTP/1.1 chunk (chunked transfer encoding), unbuffered."""
+        try:
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+        except OSError as exc:  # BrokenPipe, ConnectionReset, ConnectionAborted
+            raise _ClientGoneError from exc
+
+    def _write_event(self, type_: str, data: dict[str, Any]) -> None:
+        self._write_chunk(f"event: {type_}\ndata: {json.dumps(data)}\n\n".encode())
+
+    def _abort_connection(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        owner = self.server.owner
+        raw = self._read_body()
+        parsed: Any = None
+        bad_json = False
+        if raw:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                bad_json = True
+        secret = {"authorization", "x-api-key"}
+        headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in secret}
+        owner._record(method, self.path, headers, parsed)
+
+        if not self._check_headers(owner):
+            return
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        if method == "GET" and path == "/v1/models":
+            status = owner.models_status
+            if status is not None:
+                type_, message = _FAIL_BODIES.get(status, ("api_error", "Internal server error"))
+                self._send_error(status, type_, message)
+                return
+            data = owner._model_objects()
+            self._send_json(
+                200,
+                {
+                    "data": data,
+                    "has_more": False,
+                    "first_id": data[0]["id"] if data else None,
+                    "last_id": data[-1]["id"] if data else None,
+                },
+            )
+        elif method == "GET" and path.startswith("/v1/models/"):
+            model_id = unquote(path[len("/v1/models/") :])
+            if model_id in owner.models:
+                self._send_json(200, owner._model_object(model_id))
+            else:
+                self._send_error(404, "not_found_error", f"model: {model_id}")
+        elif method == "POST" and path == "/v1/messages":
+            if bad_json or not isinstance(parsed, dict):
+                self._send_error(
+                    400, "invalid_request_error", "There was an issue with the JSON body."
+                )
+                return
+            self._messages(owner, parsed)
+        else:
+            self._send_error(404, "not_found_error", "Not Found")
+
+    def _check_headers(self, owner: AnthropicTestServer) -> bool:
+        if owner.api_key is not None:
+            key = self.headers.get("x-api-key")
+            if key is None:
+                scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+                key = token.strip() if scheme.lower() == "bearer" else None
+            if not key:
+                self._send_error(401, "authentication_error", "x-api-key header is required")
+                return False
+            if key != owner.api_key:
+                self._send_error(401, "authentication_error", "invalid x-api-key")
+                return False
+        if not self.headers.get("anthropic-version"):
+            self._send_error(400, "invalid_request_error", "anthropic-version: header is required")
+            return False
+        return True
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _invalid(self, message: str) -> bool:
+        self._send_error(400, "invalid_request_error", message)
+        return False
+
+    def _validate(self, owner: AnthropicTestServer, body: dict[str, Any]) -> bool:
+        extra = sorted(set(body) - _ALLOWED_FIELDS)
+        if extra:
+            return self._invalid(f"{extra[0]}: Extra inputs are not permitted")
+        if not isinstance(body.get("model"), str):
+            return self._invalid("model: Field required")
+        max_tokens = body.get("max_tokens")
+        if "max_tokens" not in body:
+            return self._invalid("max_tokens: Field required")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            return self._invalid("max_tokens: Input should be a valid integer greater than 0")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._invalid("messages: at least one message is required")
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict):
+                return self._invalid(f"messages.{index}: Input should be a valid dictionary")
+            role = message.get("role")
+            if role not in ("user", "assistant"):
+                return self._invalid(
+                    f'messages: Unexpected role "{role}". The Messages API accepts a top-level '
+                    '`system` parameter, not "system" as an input message role.'
+                )
+        if messages[0].get("role") != "user":
+            return self._invalid('messages: first message must use the "user" role')
+        system = body.get("system")
+        if system is not None and not isinstance(system, (str, list)):
+            return self._invalid("system: Input should be a valid string")
+        for name in ("temperature", "top_p"):
+            value = body.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return self._invalid(f"{name}: Input should be a valid number")
+            if not 0 <= value <= 1:
+                return self._invalid(f"{name}: range: 0..1")
+        stops = body.get("stop_sequences")
+        if stops is not None and not (
+            isinstance(stops, list) and all(isinstance(s, str) for s in stops)
+        ):
+            return self._invalid("stop_sequences: Input should be a valid list of strings")
+        if body["model"] not in owner.models:
+            self._send_error(404, "not_found_error", f"model: {body['model']}")
+            return False
+        return True
+
+    def _messages(self, owner: AnthropicTestServer, body: dict[str, Any]) -> None:
+        faults = owner._fault_snapshot()
+        if not self._validate(owner, body):
+            return
+        owner._record_body(body)
+        if faults["fail_status"] is not None:
+            status = int(faults["fail_status"])
+            type_, message = _FAIL_BODIES.get(status, ("api_error", "Internal server error"))
+            self._send_error(status, type_, message)
+            return
+
+        messages = body["messages"]
+        system = _content_text(body.get("system"))
+        input_tokens = len(system.split()) + sum(
+            len(_content_text(m.get("content")).split()) for m in messages
+        )
+        pieces = owner._reply_for(messages)
+        limit = body["max_tokens"]
+        truncated = len(pieces) > limit
+        if truncated:
+            pieces = pieces[:limit]
+        pieces, matched = _apply_stop(pieces, list(body.get("stop_sequences") or []))
+        if matched is not None:
+            stop_reason = "stop_sequence"
+        elif truncated:
+            stop_reason = "max_tokens"
+        else:
+            stop_reason = "end_turn"
+        message = {
+            "id": "msg_" + uuid.uuid4().hex[:24],
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": "".join(pieces)}],
+            "stop_reason": stop_reason,
+            "stop_sequence": matched,
+            "usage": {"input_tokens": input_tokens, "output_tokens": len(pieces)},
+        }
+        if not body.get("stream"):
+            delay = faults["token_delay"]
+            if delay and owner._stopping.wait(delay * len(pieces)):
+                self._abort_connection()
+                return
+            self._send_json(200, message)
+            return
+        self._stream(owner, faults, message, pieces)
+
+    def _stream(
+        self,
+        owner: AnthropicTestServer,
+        faults: dict[str, Any],
+        message: dict[str, Any],
+        pieces: list[str],
+    ) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("request-id", "req_" + uuid.uuid4().hex[:24])
+        self.end_headers()
+        owner._stream_started()
+
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1},
+        }
+        delay = faults["token_delay"]
+        drop_after = faults["drop_after"]
+        error_after = faults["error_after"]
+        try:
+            self._write_event("message_start", {"type": "message_start", "message": start})
+            self._write_event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+            self._write_event("ping", {"type": "ping"})
+            for sent in range(len(pieces) + 1):
+                if drop_after is not None and sent >= drop_after:
+                    self._abort_connection()
+                    return
+                if error_after is not None and sent >= error_after:
+                    self._send_stream_error(faults["error_type"])
+                    return
+                if sent == len(pieces):
+                    break
+                if delay and owner._stopping.wait(delay):
+                    self._abort_connection()
+                    return
+                if owner._stopping.is_set():
+                    self._abort_connection()
+                    return
+                self._write_event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": pieces[sent]},
+                    },
+                )
+                owner._chunk_sent()
+            self._write_event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            self._write_event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {
+                        "stop_reason": message["stop_reason"],
+                        "stop_sequence": message["stop_sequence"],
+                    },
+                    "usage": {"output_tokens": message["usage"]["output_tokens"]},
+                },
+            )
+            self._write_event("message_stop", {"type": "message_stop"})
+            self._write_chunk(b"")  # terminating zero-length chunk
+        except _ClientGoneError:
+            self.close_connection = True
+            owner._client_disconnected()
+
+    def _send_stream_error(self, type_: str) -> None:
+        message = _STREAM_ERRORS.get(type_, "Internal server error")
+        body = error_body(type_, message)
+        body.pop("request_id")
+        self._write_event("error", body)
+        self._write_chunk(b"")
+
+
+class AnthropicTestServer:
+    """Anthropic Messages API test server on 127.0.0.1 (free port unless ``port`` is given).
+
+    Requests need the ``anthropic-version`` header and, when ``api_key`` is set, that key
+    in ``x-api-key`` (or ``Authorization: Bearer``, which newer SDKs send).
+
+    Fault attributes (read once at the start of each ``POST /v1/messages``):
+
+    - ``token_delay``: seconds before each ``content_block_delta`` (non-stream: the total
+      ``token_delay * pieces`` before answering).
+    - ``drop_after``: streaming only; after N deltas close the socket abruptly.
+    - ``error_after``: streaming only; after N deltas send an ``error`` event of type
+      ``error_type`` (``overloaded_error`` unless set) and end the body.
+    - ``fail_status``: answer with this HTTP status and the API's error body (400, 401,
+      403, 404, 429 rate limit, 500, 529 overloaded, ...).
+    - ``models_status``: answer ``GET /v1/models`` with this HTTP status instead.
+    """
+
+    def __init__(
+        self,
+        models: list[str] | None = None,
+        *,
+        api_key: str | None = None,
+        port: int = 0,
+    ) -> None:
+        self.models: list[str] = list(models) if models else ["claude-test"]
+        self.api_key = api_key
+        self.reply_pieces: list[str] | None = None
+        self.token_delay: float | None = None
+        self.drop_after: int | None = None
+        self.error_after: int | None = None
+        self.error_type: str = "overloaded_error"
+        self.fail_status: int | None = None
+        self.models_status: int | None = None
+        self.disconnected = threading.Event()
+
+        self._port = port
+        self._lock = threading.Lock()
+        self._requests: list[tuple[str, str, dict[str, str], Any]] = []
+        self._last_body: dict[str, Any] = {}
+        self._disconnects = 0
+        self._chunks_sent = 0
+        self._conns: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> AnthropicTestServer:
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        httpd = _HTTPServer(("127.0.0.1", self._port), _Handler)
+        httpd.owner = self
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="AnthropicTestServer",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._httpd = self._thread = None
+        self._stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:  # wake handler threads blocked on keep-alive reads
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> AnthropicTestServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("server is not running")
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """What the SDK takes as ``base_url`` (it adds ``/v1/...`` itself)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- observability --------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[tuple[str, str, dict[str, str], Any]]:
+        """``(method, path, headers_without_credentials, parsed_json_or_None)``, a copy."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def last_body(self) -> dict[str, Any]:
+        """The JSON body of the last valid ``POST /v1/messages``."""
+        with self._lock:
+            return dict(self._last_body)
+
+    @property
+    def disconnects(self) -> int:
+        with self._lock:
+            return self._disconnects
+
+    @property
+    def chunks_sent(self) -> int:
+        """Text deltas written by the most recent stream."""
+        with self._lock:
+            return self._chunks_sent
+
+    def reset_faults(self) -> None:
+        for name, value in _FAULT_DEFAULTS.items():
+            setattr(self, name, value)
+
+    # -- internals used by the handler ----------------------------------------------------
+
+    def _register(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+
+    def _unregister(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.discard(conn)
+
+    def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
+        with self._lock:
+            self._requests.append((method, path, headers, body))
+
+    def _record_body(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._last_body = dict(body)
+
+    def _fault_snapshot(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FAULT_DEFAULTS}
+
+    def _stream_started(self) -> None:
+        with self._lock:
+            self._chunks_sent = 0
+
+    def _chunk_sent(self) -> None:
+        with self._lock:
+            self._chunks_sent += 1
+
+    def _client_disconnected(self) -> None:
+        with self._lock:
+            self._disconnects += 1
+        self.disconnected.set()
+
+    def _reply_for(self, messages: list[dict[str, Any]]) -> list[str]:
+        if self.reply_pieces is not None:
+            return list(self.reply_pieces)
+        last_user = ""
+        for message in reversed(messages):
+            if message.get("role") == "user":
+                last_user = _content_text(message.get("content"))
+                break
+        return split_pieces("You said: " + last_user)
+
+    def _model_object(self, model_id: str) -> dict[str, Any]:
+        return {
+            "type": "model",
+            "id": model_id,
+            "display_name": model_id.replace("-", " ").title(),
+            "created_at": _CREATED_AT,
+            "lifecycle": "active",
+        }
+
+    def _model_objects(self) -> list[dict[str, Any]]:
+        return [self._model_object(m) for m in self.models]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Anthropic Messages API test server")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--models", default="claude-test", help="comma-separated model ids")
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument(
+        "--reply-chunks",
+        type=int,
+        default=None,
+        help="reply with this many one-word pieces ('tok0 ', 'tok1 ', ...)",
+    )
+    parser.add_argument("--token-delay", type=float, default=None)
+    parser.add_argument("--lifetime", type=float, default=None, help="stop after this many seconds")
+    args = parser.parse_args(argv)
+
+    server = AnthropicTestServer(
+        [m for m in args.models.split(",") if m], api_key=args.api_key, port=args.port
+    )
+    if args.reply_chunks is not None:
+        server.reply_pieces = [f"tok{i} " for i in range(args.reply_chunks)]
+    server.token_delay = args.token_delay
+
+    terminated: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))
+    deadline = None if args.lifetime is None else time.monotonic() + args.lifetime
+    server.start()
+    try:
+        sys.stdout.write(server.base_url + "\n")
+        sys.stdout.flush()
+        while not terminated and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
