@@ -22,7 +22,14 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "localmind-home"
     home.mkdir()
     monkeypatch.setenv("LOCALMIND_HOME", str(home))
-    for name in ("LOCALMIND_CONFIG", "OLLAMA_HOST", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    for name in (
+        "LOCALMIND_CONFIG",
+        "OLLAMA_HOST",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     return home
 

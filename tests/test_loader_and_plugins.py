@@ -262,4 +262,4 @@ def test_import_and_default_backends_import_no_heavy_library(isolated_home):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
     loaded = set(json.loads(out.stdout))
-    assert not loaded & {"torch", "transformers", "openai", "huggingface_hub"}
+    assert not loaded & {"torch", "transformers", "openai", "anthropic", "huggingface_hub"}

@@ -285,7 +285,7 @@ def test_load_ext_is_cheap(isolated_home):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
-    assert not loaded & {"torch", "transformers", "openai", "httpx", "huggingface_hub"}
+    assert not loaded & {"torch", "transformers", "openai", "anthropic", "httpx", "huggingface_hub"}
 
 
 def test_embedded_default_model_answers_with_no_server(ip, isolated_home, capsys):

@@ -13,24 +13,34 @@ from localmind_jupyter.core.model_registry import (
     load_catalog,
     merge_models,
 )
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
+
+CATALOG_DIR = REPO / "localmind_jupyter" / "catalogs"
 
 
 def registry_for(text: str) -> ModelRegistry:
     return ModelRegistry(ModelLoader(parse_config(text)))
 
 
-@pytest.mark.parametrize("backend_type", sorted(BUILTIN_BACKENDS))
+CATALOG_TYPES = sorted(p.stem for p in CATALOG_DIR.glob("*.yaml"))
+
+
+def test_catalogs_exist_for_backends_that_offer_models():
+    assert {"ollama", "transformers", "openai", "anthropic"} <= set(CATALOG_TYPES)
+    assert set(CATALOG_TYPES) <= set(BUILTIN_BACKENDS), "a catalog for no backend type"
+
+
+@pytest.mark.parametrize("backend_type", CATALOG_TYPES)
 def test_shipped_catalogs_are_valid(backend_type):
     entries = load_catalog(backend_type)
-    assert entries, f"no catalog for {backend_type}"
+    assert entries, f"empty catalog for {backend_type}"
     names = [e.name for e in entries]
     assert len(names) == len(set(names)), "duplicate names"
     for entry in entries:
         assert entry.description and len(entry.description) < 120
         assert entry.tags and all(isinstance(t, str) and t == t.lower() for t in entry.tags)
         assert entry.size is None or (isinstance(entry.size, int) and entry.size > 1_000_000)
-        if backend_type != "openai":
+        if "remote" not in entry.tags:
             assert entry.size, f"{entry.name} has no size"
         if backend_type == "ollama":
             assert ":" in entry.name, "Ollama catalog names carry their tag"

@@ -38,6 +38,7 @@ __all__ = [
 #: Our own backends, registered as entry points too (a test keeps the two in step). Looking
 #: them up here skips scanning every installed distribution, a third of start-up time.
 BUILTIN_BACKENDS: dict[str, str] = {
+    "anthropic": "localmind_jupyter.backends.anthropic:AnthropicBackend",
     "ollama": "localmind_jupyter.backends.ollama:OllamaBackend",
     "openai": "localmind_jupyter.backends.openai:OpenAIBackend",
     "tensorrt": "localmind_jupyter.backends.openai:TensorRTBackend",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,14 +63,7 @@ class AnthropicBackend(BaseBackend):
     Settings = AnthropicSettings
     settings: AnthropicSettings
 
-    def __init__(
-        self,
-        settings: Mapping[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        defaults: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(settings, name=name, defaults=defaults)
+    def setup(self) -> None:
         self.base_url = (
             self.settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_BASE_URL
         ).rstrip("/")
@@ -150,9 +143,7 @@ class AnthropicBackend(BaseBackend):
                 f"backends.{self.name}.settings.api_key"
             )
         if isinstance(exc, anthropic.PermissionDeniedError):
-            return BackendUnavailable(
-                f"{self.base_url} refused this API key (HTTP 403): {message}"
-            )
+            return BackendUnavailable(f"{self.base_url} refused this API key (HTTP 403): {message}")
         if isinstance(exc, anthropic.NotFoundError) and model is not None:
             return ModelNotFound(
                 f"model '{model}' is not served at {self.base_url}{self._served_hint()}"
@@ -178,8 +169,7 @@ class AnthropicBackend(BaseBackend):
             return GenerationError(f"the Anthropic API reported an error: {message}", partial)
         if mid_stream and _is_transport_error(exc):
             return GenerationError(
-                f"the connection to {self.base_url} dropped mid-answer; the partial answer "
-                "is kept",
+                f"the connection to {self.base_url} dropped mid-answer; the partial answer is kept",
                 partial,
             )
         return GenerationError(f"unexpected failure: {redact(str(exc), self._api_key)}", partial)
@@ -274,10 +264,15 @@ class AnthropicBackend(BaseBackend):
         }
         if systems:
             params["system"] = "\n\n".join(systems)
-        if opts.temperature is not None:
-            params["temperature"] = opts.temperature
-        if opts.top_p is not None:
-            params["top_p"] = opts.top_p
+        # anthropic>=1 dropped these keyword arguments; the API still takes them (on models
+        # with sampling options), and extra_body sends the same JSON with 0.x and 1.x alike.
+        sampling = {
+            name: value
+            for name, value in (("temperature", opts.temperature), ("top_p", opts.top_p))
+            if value is not None
+        }
+        if sampling:
+            params["extra_body"] = sampling
         if opts.stop:
             params["stop_sequences"] = opts.stop
         return params
@@ -299,8 +294,6 @@ class AnthropicBackend(BaseBackend):
     def _read_events(
         self, events: Any, timer: StreamTimer, model: str
     ) -> Generator[str, None, None]:
-        import anthropic
-
         pieces = timer.pieces
         stop_reason: str | None = None
         input_tokens: int | None = None
@@ -332,9 +325,7 @@ class AnthropicBackend(BaseBackend):
         except GeneratorExit:
             timer.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
             raise
-        except anthropic.APIError as exc:
-            raise self._translate(exc, model, timer.text, mid_stream=True) from None
-        except Exception as exc:  # noqa: BLE001 - transport errors of the SDK's HTTP library
+        except Exception as exc:  # noqa: BLE001 - API errors and the HTTP library's own
             raise self._translate(exc, model, timer.text, mid_stream=True) from None
         finally:
             events.close()  # closes the HTTP response: stopping stops at the source

@@ -42,6 +42,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tests.servers._loopback import LoopbackServer
+
 __all__ = ["AnthropicTestServer", "split_pieces"]
 
 _CREATED_AT = "2025-01-01T00:00:00Z"
@@ -173,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.owner._register(self.connection)
+        self.server.owner._track(self.connection, True)
 
     def finish(self) -> None:
         try:
@@ -181,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         finally:
-            self.server.owner._unregister(self.connection)
+            self.server.owner._track(self.connection, False)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -495,7 +497,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._write_chunk(b"")
 
 
-class AnthropicTestServer:
+class AnthropicTestServer(LoopbackServer):
     """Anthropic Messages API test server on 127.0.0.1 (free port unless ``port`` is given).
 
     Requests need the ``anthropic-version`` header and, when ``api_key`` is set, that key
@@ -512,6 +514,8 @@ class AnthropicTestServer:
       403, 404, 429 rate limit, 500, 529 overloaded, ...).
     - ``models_status``: answer ``GET /v1/models`` with this HTTP status instead.
     """
+
+    thread_name = "AnthropicTestServer"
 
     def __init__(
         self,
@@ -531,67 +535,23 @@ class AnthropicTestServer:
         self.models_status: int | None = None
         self.disconnected = threading.Event()
 
-        self._port = port
-        self._lock = threading.Lock()
+        self._init_loopback("127.0.0.1", port)
         self._requests: list[tuple[str, str, dict[str, str], Any]] = []
         self._last_body: dict[str, Any] = {}
         self._disconnects = 0
         self._chunks_sent = 0
-        self._conns: set[socket.socket] = set()
-        self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> AnthropicTestServer:
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        httpd = _HTTPServer(("127.0.0.1", self._port), _Handler)
+    def _new_httpd(self) -> ThreadingHTTPServer:
+        httpd = _HTTPServer((self.host, self.port), _Handler)
         httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="AnthropicTestServer",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        self._httpd = self._thread = None
-        self._stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:  # wake handler threads blocked on keep-alive reads
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> AnthropicTestServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("server is not running")
-        return self._httpd.server_address[1]
+        return httpd
 
     @property
     def base_url(self) -> str:
         """What the SDK takes as ``base_url`` (it adds ``/v1/...`` itself)."""
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
     # -- observability --------------------------------------------------------------------
 
@@ -623,14 +583,6 @@ class AnthropicTestServer:
             setattr(self, name, value)
 
     # -- internals used by the handler ----------------------------------------------------
-
-    def _register(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._conns.add(conn)
-
-    def _unregister(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._conns.discard(conn)
 
     def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
         with self._lock:
