@@ -131,12 +131,15 @@ def _interpolate(value: Any, config: LocalMindConfig, key: str) -> Any:
 
 
 def default_backends() -> dict[str, BackendConfig]:
-    """Ollama and Transformers always; OpenAI once a key or a base URL says it is wanted."""
+    """Ollama and Transformers always; OpenAI and Anthropic once a key says they are wanted."""
     wants_openai = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
     return {
         "ollama": BackendConfig(type="ollama"),
         "transformers": BackendConfig(type="transformers"),
         "openai": BackendConfig(type="openai", enabled=wants_openai),
+        "anthropic": BackendConfig(
+            type="anthropic", enabled=bool(os.environ.get("ANTHROPIC_API_KEY"))
+        ),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 from localmind_jupyter.config import EMBEDDED_DEFAULT_MODEL, load_config, mask_secrets
 from localmind_jupyter.errors import ConfigError
 
-KNOWN = ["ollama", "openai", "transformers"]
+KNOWN = ["anthropic", "ollama", "openai", "transformers"]
 
 
 def write(home: Path, text: str) -> Path:
@@ -28,9 +28,12 @@ def test_absent_file_gives_defaults(isolated_home):
     assert config.timeouts.connect > 0 and config.timeouts.probe > 0
 
 
-def test_openai_enabled_by_default_once_a_key_is_set(isolated_home, monkeypatch):
+def test_remote_backends_enabled_by_default_once_a_key_is_set(isolated_home, monkeypatch):
+    assert not load_config(known_types=KNOWN).backends["anthropic"].enabled
     monkeypatch.setenv("OPENAI_API_KEY", "sk-abc")
-    assert load_config(known_types=KNOWN).backends["openai"].enabled
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-abc")
+    config = load_config(known_types=KNOWN)
+    assert config.backends["openai"].enabled and config.backends["anthropic"].enabled
 
 
 def test_full_file_is_read_from_localmind_home(isolated_home):
