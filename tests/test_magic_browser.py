@@ -13,34 +13,20 @@ skipped, saying why.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TOKEN, jupyterlab, require_browser
 from tests.conftest import REPO, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 IMAGES = REPO / "docs" / "images"
 QUICKSTART = REPO / "notebooks" / "01-quickstart.ipynb"
-TOKEN = "localmind-browser-test"
 MODEL = "ollama:smollm:135m"
 TOKEN_DELAY = 0.1  # 40 pieces: about 4 s of visible streaming
 
@@ -72,21 +58,7 @@ LONG_ASK = STATS_ASK + 1  # a cell the test adds after the stats example
 
 @pytest.fixture
 def sync_playwright() -> Any:
-    """Playwright's sync API, or a skip that names what is missing and how to install it.
-
-    Checked before JupyterLab is started, so a missing piece skips rather than fails.
-    """
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install playwright)")
-    try:
-        import jupyterlab  # noqa: F401
-    except ImportError:
-        pytest.skip("jupyterlab is not installed (pip install jupyterlab)")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    return sync_playwright
+    return require_browser()
 
 
 def _notebook() -> dict[str, Any]:
@@ -135,76 +107,11 @@ def lab(tmp_path: Path, isolated_home: Path, sync_playwright: Any) -> Iterator[t
             """
         )
     )
-    root = tmp_path / "notebooks"
-    root.mkdir()
-    (root / QUICKSTART.name).write_text(json.dumps(_notebook()))
-    jupyter = tmp_path / "jupyter"
-    dirs = {name: jupyter / name for name in ("config", "data", "runtime", "ipython", "settings")}
-    for folder in dirs.values():
-        folder.mkdir(parents=True)
-    # The "official Jupyter news?" popup would cover the cells in the screenshots.
-    (dirs["config"] / "labconfig").mkdir()
-    (dirs["config"] / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
-    )
-    env = {
-        **os.environ,
-        "LOCALMIND_HOME": str(isolated_home),
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-        "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-        "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
-        "JUPYTERLAB_WORKSPACES_DIR": str(jupyter / "workspaces"),
-        "IPYTHONDIR": str(dirs["ipython"]),
-        "PYTHONPATH": str(REPO),
-    }
-    port = free_port()
-    log = (tmp_path / "lab.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--allow-root",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            f"--IdentityProvider.token={TOKEN}",
-            f"--ServerApp.root_dir={root}",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_server(base, process, tmp_path / "lab.log")
-        yield base, server
+        with jupyterlab(tmp_path, {QUICKSTART.name: _notebook()}, isolated_home) as base:
+            yield base, server
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
         server.stop()
-
-
-def _wait_for_server(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"JupyterLab did not start within 60 s:\n{log.read_text()[-3000:]}")
 
 
 def test_streaming_and_interrupt_in_jupyterlab(
