@@ -151,7 +151,10 @@ def test_interrupt_stops_the_source_and_keeps_the_partial_answer(kernel, ollama_
     final = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"][-1]
     partial = final["content"]["data"]["text/markdown"]
     assert partial.startswith("w0 w1 w2 w3 w4 ")
-    assert final["content"]["metadata"]["localmind"]["stopped"] is True
+    meta = final["content"]["metadata"]["localmind"]
+    assert meta["stopped"] is True
+    assert meta["stats"]["finish_reason"] == "cancelled"
+    assert meta["stats"]["duration"] > 0 and meta["stats"]["time_to_first_token"] > 0
     notes = [m["content"]["data"]["text/plain"] for m in of_type(messages, "display_data")]
     assert any("stopped" in n for n in notes)
     assert not of_type(messages, "error"), "the interrupt became a traceback"

@@ -322,8 +322,8 @@ class AnthropicBackend(BaseBackend):
                         input_tokens = _prompt_tokens(usage)
                 elif kind == "message_stop":
                     finished = True
-        except GeneratorExit:
-            timer.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
+        except (GeneratorExit, KeyboardInterrupt):
+            timer.cancelled()
             raise
         except Exception as exc:  # noqa: BLE001 - API errors and the HTTP library's own
             raise self._translate(exc, model, timer.text, mid_stream=True) from None

@@ -219,6 +219,10 @@ class StreamTimer:
         if self.first is None:
             self.first = time.perf_counter()
 
+    def cancelled(self) -> ModelResponse | None:
+        """The consumer left (``close()``, a left loop, Ctrl-C): keep the partial answer."""
+        return self.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
+
     def finish(
         self,
         stream: ResponseStream | None = None,

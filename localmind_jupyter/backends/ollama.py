@@ -312,8 +312,8 @@ class OllamaBackend(BaseBackend):
                         break
                 if final is not None:
                     break
-        except GeneratorExit:
-            timer.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
+        except (GeneratorExit, KeyboardInterrupt):
+            timer.cancelled()
             raise
         except httpx.TimeoutException:
             raise GenerationError(

@@ -274,8 +274,8 @@ class OpenAIBackend(BaseBackend):
                     yield content
                 if choice.finish_reason:
                     finish_reason = choice.finish_reason
-        except GeneratorExit:
-            timer.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
+        except (GeneratorExit, KeyboardInterrupt):
+            timer.cancelled()
             raise
         except openai.APIError as exc:
             raise self._translate(exc, model, timer.text, mid_stream=True) from None
