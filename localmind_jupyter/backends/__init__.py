@@ -39,6 +39,7 @@ __all__ = [
 #: them up here skips scanning every installed distribution, a third of start-up time.
 BUILTIN_BACKENDS: dict[str, str] = {
     "anthropic": "localmind_jupyter.backends.anthropic:AnthropicBackend",
+    "gguf": "localmind_jupyter.backends.gguf:GGUFBackend",
     "ollama": "localmind_jupyter.backends.ollama:OllamaBackend",
     "openai": "localmind_jupyter.backends.openai:OpenAIBackend",
     "tensorrt": "localmind_jupyter.backends.openai:TensorRTBackend",
