@@ -60,6 +60,7 @@ class AnthropicSettings(BackendSettings):
 class AnthropicBackend(BaseBackend):
     type_name = "anthropic"
     display_name = "Anthropic"
+    downloads_models = False
     Settings = AnthropicSettings
     settings: AnthropicSettings
 

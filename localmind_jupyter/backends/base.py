@@ -345,6 +345,8 @@ class BaseBackend:
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     #: Backend-specific keyword options accepted besides the common ones.
     extra_options: ClassVar[frozenset[str]] = frozenset()
+    #: False for backends that serve remote models: front ends then offer no download.
+    downloads_models: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -413,4 +415,9 @@ class BaseBackend:
         return stream.response
 
     def get_backend_info(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type_name, "display_name": self.display_name}
+        return {
+            "name": self.name,
+            "type": self.type_name,
+            "display_name": self.display_name,
+            "downloads_models": self.downloads_models,
+        }

@@ -67,6 +67,7 @@ class OpenAISettings(BackendSettings):
 class OpenAIBackend(BaseBackend):
     type_name = "openai"
     display_name = "OpenAI-compatible"
+    downloads_models = False
     Settings = OpenAISettings
     settings: OpenAISettings
 

@@ -27,8 +27,6 @@ from .progress import DownloadProgress
 
 ALL_TAGS = ""
 _SELECT_LAYOUT = {"width": "2.4em", "min_width": "2.4em", "margin": "0 6px 0 0", "padding": "0"}
-#: Backend types that serve remote models: nothing to download, whatever the model.
-_REMOTE_TYPES = frozenset({"openai"})
 
 
 class _ModelRow:
@@ -503,7 +501,7 @@ class ModelCatalog(widgets.VBox):
     def _remote(self, backend: str, name: str) -> bool:
         row = self._rows.get((backend, name))
         tags = row.model["tags"] if row else []
-        return self._info(backend).get("type") in _REMOTE_TYPES or "remote" in tags
+        return self._info(backend).get("downloads_models") is False or "remote" in tags
 
     def _download_block(self) -> str | None:
         """Why the selection cannot be downloaded, or None."""
