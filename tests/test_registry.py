@@ -121,3 +121,12 @@ def test_catalogs_are_worth_browsing():
     assert len(transformers) >= 10
     assert transformers[0].name == "smollm2-135m-instruct", "the bundled model comes first"
     assert all(e.license for e in transformers), "every Hub model carries a licence note"
+
+
+def test_an_openai_type_backend_at_a_local_server_offers_no_openai_models(openai_server):
+    registry = registry_for(
+        "backends:\n  local:\n    type: openai\n"
+        f"    settings: {{base_url: '{openai_server.base_url}', api_key: sk-test-secret-123456}}\n"
+    )
+    names = [m["name"] for m in registry.available()["backends"]["local"]["models"]]
+    assert names == ["gpt-test", "smol-chat"], "only what the server serves"

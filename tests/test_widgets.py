@@ -249,7 +249,7 @@ def test_download_is_disabled_with_a_reason_where_there_is_nothing_to_download(
     assert catalog.download_button.disabled
     assert "Select a model" in catalog.download_reason
 
-    for served in ("gpt-test", "gpt-4o-mini"):  # served by the server / only in the catalog
+    for served in ("gpt-test", "smol-chat"):  # a local server offers only what it serves
         catalog.select("remote", served)
         assert catalog.download_button.disabled
         assert "nothing to download" in catalog.download_reason

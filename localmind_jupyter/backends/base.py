@@ -371,6 +371,11 @@ class BaseBackend:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
+    @property
+    def catalog_name(self) -> str | None:
+        """Which shipped catalog lists models to offer (``catalogs/<name>.yaml``); None: none."""
+        return self.type_name
+
     # --- availability -------------------------------------------------------------------------
     def check_availability(self) -> tuple[bool, str | None]:
         """(available, reason when not): the UI shows the reason, so make it actionable."""

@@ -90,6 +90,11 @@ class OpenAIBackend(BaseBackend):
         return f"<{type(self).__name__} {self.name!r} at {self.base_url}>"
 
     @property
+    def catalog_name(self) -> str | None:
+        """OpenAI's own models only where this backend talks to OpenAI."""
+        return "openai" if self.is_openai_cloud else None
+
+    @property
     def is_openai_cloud(self) -> bool:
         return self.base_url.startswith(OPENAI_BASE_URL)
 

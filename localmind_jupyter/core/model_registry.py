@@ -11,6 +11,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from ..backends.base import BaseBackend
 from ..errors import LocalMindError
 from .model_loader import BackendStatus, ModelLoader
 
@@ -132,6 +133,12 @@ def _describe(details: dict[str, Any]) -> str:
     return f"installed locally ({text})" if text else "installed locally"
 
 
+def _catalog_for(backend: BaseBackend) -> tuple[CatalogEntry, ...]:
+    """The catalog the backend offers: e.g. none for an OpenAI-type backend at a local server."""
+    name = backend.catalog_name
+    return load_catalog(name) if name else ()
+
+
 class ModelRegistry:
     """Catalog plus installed state for every configured backend."""
 
@@ -141,7 +148,7 @@ class ModelRegistry:
     def models(self, backend_name: str) -> list[dict[str, Any]]:
         backend = self.loader.get(backend_name)
         return merge_models(
-            load_catalog(backend.type_name), backend.installed_model_details(), backend.type_name
+            _catalog_for(backend), backend.installed_model_details(), backend.type_name
         )
 
     def available(self, probe: bool = True) -> dict[str, Any]:
@@ -164,7 +171,8 @@ class ModelRegistry:
                 except LocalMindError as exc:
                     status.available, status.reason = False, str(exc)
         info.update(enabled=status.enabled, available=status.available, reason=status.reason)
-        models = merge_models(load_catalog(status.type), installed, status.type)
+        catalog = _catalog_for(backend) if backend is not None else load_catalog(status.type)
+        models = merge_models(catalog, installed, status.type)
         return {
             "info": info,
             "models": models,
