@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LOCALMIND_CACHE ?= $(CURDIR)/.cache/localmind
 NOTEBOOK ?= notebooks/01-quickstart.ipynb
 
-.PHONY: install demo ask lab lint format browser test benchmark clean
+.PHONY: install demo ask notebooks lab lint format browser test benchmark clean
 
 $(STAMP): pyproject.toml Makefile
 	@echo "==> creating $(VENV) and installing (torch 2.13.0 CPU first, then .[all,test], then the bundled model)"
@@ -34,6 +34,14 @@ demo: $(STAMP)
 PROMPT ?= What is the capital of France? Answer in one sentence.
 ask: $(STAMP)
 	$(BIN)/python -m localmind_jupyter "$(PROMPT)"
+
+# Re-run the teaching notebooks and store their outputs (then commit them): the same
+# sandbox as their nbval test, so nothing of this machine leaks into the outputs.
+notebooks: $(STAMP)
+	@sandbox=$$(mktemp -d); mkdir -p $$sandbox/lm $$sandbox/hf/hub $$sandbox/ipython; \
+	  LOCALMIND_HOME=$$sandbox/lm HF_HOME=$$sandbox/hf HF_HUB_CACHE=$$sandbox/hf/hub \
+	  HF_HUB_OFFLINE=1 IPYTHONDIR=$$sandbox/ipython \
+	  $(BIN)/jupyter execute --inplace notebooks/0*.ipynb; status=$$?; rm -rf $$sandbox; exit $$status
 
 lab: $(STAMP)
 	$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/pip install -q jupyterlab

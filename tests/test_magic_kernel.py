@@ -167,7 +167,8 @@ def test_interrupt_stops_the_source_and_keeps_the_partial_answer(kernel, ollama_
 def test_errors_in_the_kernel_are_one_message(kernel, ollama_server):
     messages = kernel.run("%%localmind ollama:ghost:1b\nhi")
     assert not of_type(messages, "error")
-    texts = [m["content"]["data"]["text/plain"] for m in of_type(messages, "display_data")]
+    shown = of_type(messages, "display_data", "update_display_data")
+    texts = [m["content"]["data"]["text/plain"] for m in shown]
     assert any("not installed in Ollama" in t and "%localmind pull" in t for t in texts)
 
 
@@ -206,3 +207,12 @@ def test_interrupt_cancels_a_pull(kernel, ollama_server):
     assert any("cancelled" in t for t in texts)
     assert "all-minilm:latest" not in ollama_server.installed
     assert not of_type(messages, "error")
+
+
+def test_a_failed_request_leaves_one_output_the_message(kernel, ollama_server):
+    messages = kernel.run("%%localmind ollama:ghost:1b\nhi")
+    answer = answer_messages(messages)
+    final = answer[-1]["content"]["data"]["text/plain"]
+    assert "not installed in Ollama" in final
+    outputs = of_type(messages, "display_data")
+    assert len(outputs) == 1, "an empty output was left beside the message"

@@ -205,11 +205,10 @@ class LocalMind(Magics):
             failure = exc
             text = exc.partial_text
         except LocalMindError as exc:
-            view.clear()
             message = str(exc)
             if isinstance(exc, ModelNotFound) and "%localmind pull" not in message:
                 message += f" — `%localmind pull {backend.name}:{model}` may fetch it"
-            self._say(message, error=True)
+            view.fail(message)
             return
         if stream is not None:
             text = stream.text

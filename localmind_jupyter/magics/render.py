@@ -94,8 +94,9 @@ class NotebookView:
         # Shown until the first piece: loading a model can take a while.
         self._handle = display({"text/plain": f"⏳ {waiting}"}, raw=True, display_id=True)
 
-    def clear(self) -> None:
-        self._handle.update({"text/plain": ""}, raw=True)
+    def fail(self, text: str) -> None:
+        """The request failed before any answer: the waiting line becomes the message."""
+        self._handle.update(_note_bundle(text, error=True), raw=True)
 
     def on_piece(self, piece: str, stream: Any) -> None:
         """Called for every piece; renders at most ``max_rate`` times a second.
@@ -121,9 +122,7 @@ class NotebookView:
     def note_only(text: str, *, error: bool = False) -> None:
         from IPython.display import display
 
-        icon = "⚠️ " if error else ""
-        bundle = {"text/plain": f"{icon}{text}", "text/markdown": f"{icon}*{_md_escape(text)}*"}
-        display(bundle, raw=True)
+        display(_note_bundle(text, error=error), raw=True)
 
     def footer(self, text: str) -> None:
         from IPython.display import display
@@ -140,8 +139,9 @@ class TerminalView:
         self.updates = 0
         self._shown = 0
 
-    def clear(self) -> None:
-        pass
+    def fail(self, text: str) -> None:
+        sys.stderr.write(f"⚠ {text}\n")
+        sys.stderr.flush()
 
     def on_piece(self, piece: str, stream: Any) -> None:
         self.out.write(piece)
@@ -160,6 +160,11 @@ class TerminalView:
     def footer(self, text: str) -> None:
         self.out.write(f"[{text}]\n")
         self.out.flush()
+
+
+def _note_bundle(text: str, *, error: bool) -> dict[str, str]:
+    icon = "⚠️ " if error else ""
+    return {"text/plain": f"{icon}{text}", "text/markdown": f"{icon}*{_md_escape(text)}*"}
 
 
 def _md_escape(text: str) -> str:
