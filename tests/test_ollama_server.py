@@ -1,7 +1,7 @@
 """The fake Ollama must be indistinguishable from a real one on the wire.
 
 These tests talk to it with a bare httpx client only, and check what
-``/work/shared/reference/ollama-api.md`` says a real server does: shapes,
+``../shared/reference/ollama-api.md`` says a real server does: shapes,
 status codes, error bodies, streaming framing and pull progress; then that
 each fault switch produces the failure a client has to survive.
 """

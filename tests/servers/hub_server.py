@@ -5,7 +5,7 @@ It serves model repositories from local folders with the endpoints that
 and ``transformers``' ``from_pretrained`` use, with the headers they check
 (``ETag``, ``X-Repo-Commit``, ``X-Linked-Etag``/``X-Linked-Size``, ``X-Error-Code``),
 byte ranges for resumed downloads, and switchable faults (cut connections,
-slow transfers, error statuses). See ``/work/shared/reference/stack-notes.md``,
+slow transfers, error statuses). See ``../shared/reference/stack-notes.md`` (beside the checkout),
 section "Offline Hub", for the requests a client makes.
 
 Standard library only (``make_tiny_llama_repo`` aside, which needs torch and

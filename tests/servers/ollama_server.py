@@ -1,7 +1,7 @@
 """An Ollama-compatible HTTP server for offline tests and benchmarks.
 
 It speaks the wire protocol of a real Ollama server (see
-``/work/shared/reference/ollama-api.md``) closely enough that an httpx-based
+``../shared/reference/ollama-api.md``) closely enough that an httpx-based
 client cannot tell the difference for the endpoints it implements, but its
 models are fakes: replies are deterministic, downloads move no real bytes, and
 faults (slow tokens, dropped connections, in-band errors, stalls) can be
