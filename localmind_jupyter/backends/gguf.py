@@ -511,10 +511,6 @@ def _counting(inner: Generator[int, Any, None], counts: _Counts, prompt: int) ->
 
 
 # --- downloads ------------------------------------------------------------------------------------
-class _DownloadCancelled(Exception):
-    """Raised from a progress update to abort ``hf_hub_download`` from inside."""
-
-
 def _download_file(
     name: str,
     repo_id: str,
@@ -526,46 +522,26 @@ def _download_file(
 ) -> None:
     """``hf_hub_download`` of one file with byte progress and cancel."""
     import huggingface_hub
-    from huggingface_hub import constants
     from huggingface_hub import errors as hf_errors
-    from tqdm import tqdm  # the plain class: tqdm.auto may pick the notebook widget one
 
-    from .transformers import _download_error
+    from . import _hub
 
-    if constants.HF_HUB_OFFLINE:
-        raise DownloadError(
-            f"cannot download '{name}': HF_HUB_OFFLINE is set, so the Hub is not contacted"
-        )
+    _hub.require_online(name)
+    done: dict[Any, int] = {}
 
-    def check_cancel() -> None:
-        if cancel is not None and cancel.is_set():
-            raise _DownloadCancelled
-
-    class _Progress(tqdm):  # type: ignore[misc]
-        """Silent bar: forwards the bytes bar to ``report`` and checks ``cancel``."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            kwargs.pop("name", None)
-            super().__init__(*args, **kwargs)
-            self._done = int(kwargs.get("initial") or 0)
-            self._total = kwargs.get("total")
-
-        def update(self, n: float | None = 1) -> bool | None:
-            check_cancel()
-            if n:
-                self._done += int(n)
-                total = int(self._total) if self._total else None
-                report(DownloadProgress(name, backend, "downloading", self._done, total))
-            return None
+    def count(bar: Any, n: int) -> None:
+        done[bar] = done.get(bar, bar.start) + n
+        total = int(bar.size) if bar.size else None
+        report(DownloadProgress(name, backend, "downloading", done[bar], total))
 
     try:
-        check_cancel()
+        if cancel is not None and cancel.is_set():
+            raise _hub.DownloadCancelled
         report(DownloadProgress(name, backend, "pulling manifest"))
         path = huggingface_hub.hf_hub_download(
-            repo_id, filename, cache_dir=cache_dir, tqdm_class=_Progress
+            repo_id, filename, cache_dir=cache_dir, tqdm_class=_hub.silent_tqdm(cancel, count)
         )
-    except _DownloadCancelled:
+    except _hub.DownloadCancelled:
         raise DownloadError(f"download of '{name}' was cancelled") from None
     except hf_errors.EntryNotFoundError:
         raise DownloadError(
@@ -573,7 +549,7 @@ def _download_file(
             "repository's file list for the exact name"
         ) from None
     except Exception as exc:  # classified by its cause
-        raise _download_error(repo_id, exc, hf_errors) from exc
+        raise _hub.download_error(repo_id, exc) from exc
     size = Path(path).stat().st_size
     if not _is_gguf(Path(path)):
         raise DownloadError(f"'{name}' was downloaded but is not a GGUF file")

@@ -831,56 +831,6 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 
 
 # --- downloads ------------------------------------------------------------------------------------
-class _DownloadCancelled(Exception):
-    """Raised from a progress update to abort ``snapshot_download`` from inside."""
-
-
-def _download_error(repo_id: str, exc: Exception, hf_errors: Any) -> DownloadError:
-    """A message that says what went wrong with a Hub download and what to do."""
-    chain: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and seen not in chain:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-
-    def first(kind: type[BaseException]) -> BaseException | None:
-        return next((e for e in chain if isinstance(e, kind)), None)
-
-    if gated := first(hf_errors.GatedRepoError):
-        return DownloadError(
-            f"'{repo_id}' is gated: accept its licence on huggingface.co and log in "
-            f"with `hf auth login` ({gated})"
-        )
-    if first(hf_errors.RepositoryNotFoundError):
-        return DownloadError(
-            f"no model '{repo_id}' on the Hugging Face Hub (or it is private: log in with "
-            "`hf auth login`)"
-        )
-    if missing := first(hf_errors.RevisionNotFoundError):
-        return DownloadError(f"'{repo_id}' has no main revision: {missing}")
-    if first(hf_errors.OfflineModeIsEnabled):
-        return DownloadError(
-            f"cannot download '{repo_id}': HF_HUB_OFFLINE is set, so the Hub is not contacted"
-        )
-    network = next(
-        (
-            e
-            for e in chain
-            if type(e).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2"}
-            or isinstance(e, ConnectionError)
-        ),
-        None,
-    )
-    if network is not None:
-        return DownloadError(
-            f"the connection to the Hub dropped while downloading '{repo_id}' "
-            f"({type(network).__name__}: {network}); download again — finished files are kept"
-        )
-    if http := first(hf_errors.HfHubHTTPError):
-        return DownloadError(f"the Hub refused the download of '{repo_id}': {http}")
-    return DownloadError(f"downloading '{repo_id}' failed: {type(exc).__name__}: {exc}")
-
-
 def _download_snapshot(
     repo_id: str,
     backend: str,
@@ -890,59 +840,32 @@ def _download_snapshot(
 ) -> None:
     """``snapshot_download`` restricted to ``DOWNLOAD_PATTERNS``, with progress and cancel."""
     import huggingface_hub
-    from huggingface_hub import constants
-    from huggingface_hub import errors as hf_errors
-    from tqdm import tqdm  # the plain class: tqdm.auto may pick the notebook widget one
 
-    if constants.HF_HUB_OFFLINE:
-        raise DownloadError(
-            f"cannot download '{repo_id}': HF_HUB_OFFLINE is set, so the Hub is not contacted"
-        )
+    from . import _hub
 
-    def check_cancel() -> None:
-        if cancel is not None and cancel.is_set():
-            raise _DownloadCancelled
-
+    _hub.require_online(repo_id)
     lock = threading.Lock()
     done = [0]
     total: list[int | None] = [None]
 
-    class _Silent(tqdm):  # type: ignore[misc]
-        """The dry run's file counter: nothing to show in the cell."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            kwargs.pop("name", None)
-            super().__init__(*args, **kwargs)
-
-    class _Progress(tqdm):  # type: ignore[misc]
-        """Silent bar: forwards the bytes-written bar to ``report`` and checks ``cancel``."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            # Disabled bars have no .desc, so keep the label ourselves.
-            self._label = str(kwargs.get("desc") or "")
-            kwargs["disable"] = True
-            kwargs.pop("name", None)
-            super().__init__(*args, **kwargs)
-
-        def update(self, n: float | None = 1) -> bool | None:
-            check_cancel()
-            if self._label.startswith("Reconstructing") and n:
-                with lock:
-                    done[0] += int(n)
-                    completed = done[0]
-                report(DownloadProgress(repo_id, backend, "downloading", completed, total[0]))
-            return None
+    def count(bar: Any, n: int) -> None:
+        # Of the bars snapshot_download opens, "Reconstructing" counts bytes written.
+        if bar.label.startswith("Reconstructing"):
+            with lock:
+                done[0] += n
+                completed = done[0]
+            report(DownloadProgress(repo_id, backend, "downloading", completed, total[0]))
 
     try:
-        check_cancel()
+        if cancel is not None and cancel.is_set():
+            raise _hub.DownloadCancelled
         report(DownloadProgress(repo_id, backend, "pulling manifest"))
         plan = huggingface_hub.snapshot_download(
             repo_id,
             allow_patterns=list(DOWNLOAD_PATTERNS),
             cache_dir=cache_dir,
             dry_run=True,
-            tqdm_class=_Silent,
+            tqdm_class=_hub.silent_tqdm(cancel),
         )
         names = {f.filename for f in plan}
         if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
@@ -951,17 +874,18 @@ def _download_snapshot(
                 "backend downloads only safetensors models"
             )
         total[0] = sum(f.file_size or 0 for f in plan if f.will_download) or None
-        check_cancel()
+        if cancel is not None and cancel.is_set():
+            raise _hub.DownloadCancelled
         huggingface_hub.snapshot_download(
             repo_id,
             allow_patterns=list(DOWNLOAD_PATTERNS),
             cache_dir=cache_dir,
-            tqdm_class=_Progress,
+            tqdm_class=_hub.silent_tqdm(cancel, count),
         )
-    except _DownloadCancelled:
+    except _hub.DownloadCancelled:
         raise DownloadError(f"download of '{repo_id}' was cancelled") from None
     except DownloadError:
         raise
     except Exception as exc:  # classified by its cause: the dry run wraps the real error
-        raise _download_error(repo_id, exc, hf_errors) from exc
+        raise _hub.download_error(repo_id, exc) from exc
     report(DownloadProgress(repo_id, backend, "success", total[0] or 0, total[0]))
