@@ -40,9 +40,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 SANITIZE = NOTEBOOK_DIR / "nbval-sanitize.cfg"
 
 #: Paths that tie a stored output to the machine that produced it.
-MACHINE_PATHS = re.compile(
-    r"/(?:tmp|root|home|Users|work)/|/private/var/|site-packages|\\Users\\"
-)
+MACHINE_PATHS = re.compile(r"/(?:tmp|root|home|Users|work)/|/private/var/|site-packages|\\Users\\")
 IGNORE_MARKER = "NBVAL_IGNORE_OUTPUT"
 
 
