@@ -6,7 +6,8 @@ from tests.conftest import REPO
 
 
 def test_magic_reference_lists_every_option_and_command():
-    from localmind_jupyter.magics.magic import LINE_COMMANDS, LocalMind
+    from localmind_jupyter.magics.commands import LINE_COMMANDS
+    from localmind_jupyter.magics.magic import LocalMind
 
     text = (REPO / "docs" / "magic.md").read_text()
     parser = LocalMind.localmind.parser

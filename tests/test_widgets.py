@@ -467,7 +467,7 @@ def test_secrets_never_reach_a_widget(isolated_home, ollama_server, openai_serve
 # --- entry points --------------------------------------------------------------------------------
 def test_model_manager_is_exported_and_is_a_widget(config):
     import localmind_jupyter
-    from localmind_jupyter.magics.magic import LINE_COMMANDS
+    from localmind_jupyter.magics.commands import LINE_COMMANDS
     from localmind_jupyter.widgets import (
         BackendPicker,
         DownloadProgress,
