@@ -33,8 +33,7 @@ import random
 import re
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -49,6 +48,7 @@ from ..errors import (
     OptionError,
 )
 from . import _embedded
+from ._loaded import LoadedModels
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -136,17 +136,8 @@ class GGUFBackend(BaseBackend):
     Settings = GGUFSettings
     settings: GGUFSettings
 
-    def __init__(
-        self,
-        settings: Mapping[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        defaults: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(settings, name=name, defaults=defaults)
-        self._models: OrderedDict[str, _Loaded] = OrderedDict()
-        self._aliases: dict[str, str] = {}
-        self._load_lock = threading.Lock()
+    def setup(self) -> None:
+        self._models: LoadedModels[_Source, _Loaded] = LoadedModels(self.settings.max_loaded_models)
 
     # --- availability ---------------------------------------------------------------------------
     def check_availability(self) -> tuple[bool, str | None]:
@@ -261,39 +252,16 @@ class GGUFBackend(BaseBackend):
 
     def unload_model(self, model: str) -> None:
         """Drop a model from memory (a running stream keeps its own reference until done)."""
-        source = self._resolve(model)
-        with self._lock:
-            self._models.pop(source.key, None)
-            self._aliases = {k: v for k, v in self._aliases.items() if v != source.key}
+        self._models.pop(self._resolve(model).key)
 
     def loaded_models(self) -> list[str]:
         """Keys of the models in memory, least recently used first."""
-        with self._lock:
-            return list(self._models)
+        return self._models.keys()
 
     def _get_loaded(self, model: str) -> _Loaded:
-        with self._lock:
-            key = self._aliases.get(model)
-            loaded = self._models.get(key) if key is not None else None
-            if loaded is not None:
-                self._models.move_to_end(loaded.source.key)
-                return loaded
-        source = self._resolve(model)
-        with self._load_lock:
-            with self._lock:  # another thread may have loaded it while we waited
-                loaded = self._models.get(source.key)
-                if loaded is not None:
-                    self._models.move_to_end(source.key)
-                    self._aliases[model] = source.key
-                    return loaded
-            loaded = _Loaded(source=source, llama=self._load(source, model))
-            with self._lock:
-                self._models[source.key] = loaded
-                self._aliases[model] = source.key
-                while len(self._models) > self.settings.max_loaded_models:
-                    old_key, _old = self._models.popitem(last=False)
-                    self._aliases = {k: v for k, v in self._aliases.items() if v != old_key}
-        return loaded
+        return self._models.get(
+            model, self._resolve, lambda source: _Loaded(source, self._load(source, model))
+        )
 
     def _load(self, source: _Source, name: str) -> Any:
         self._require_available()

@@ -31,7 +31,6 @@ import re
 import sys
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from ..errors import (
     OptionError,
 )
 from . import _embedded
+from ._loaded import LoadedModels
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -160,11 +160,9 @@ class TransformersBackend(BaseBackend):
                 f"(got {self.settings.device!r})",
                 key=key,
             )
-        self._models: OrderedDict[str, _Loaded] = OrderedDict()
-        # Name as typed -> cache key, so a loaded model skips resolution (model_dirs scans).
-        self._aliases: dict[str, str] = {}
-        # Loads are serialised so two threads asking for the same model load it once.
-        self._load_lock = threading.Lock()
+        self._models: LoadedModels[_Source, _Loaded] = LoadedModels(
+            self.settings.max_loaded_models, release=self._release
+        )
         self._device: Any = None  # torch.device once torch is imported
 
     # --- availability ---------------------------------------------------------------------------
@@ -314,46 +312,14 @@ class TransformersBackend(BaseBackend):
 
     def unload_model(self, model: str) -> None:
         """Drop a model from memory; a model that is not loaded is not an error."""
-        source = self._resolve(model)
-        with self._lock:
-            loaded = self._models.pop(source.key, None)
-        if loaded is not None:
-            self._release(loaded)
+        self._models.pop(self._resolve(model).key)
 
     def loaded_models(self) -> list[str]:
         """Keys of the models in memory, least recently used first."""
-        with self._lock:
-            return list(self._models)
+        return self._models.keys()
 
     def _get_loaded(self, model: str) -> _Loaded:
-        with self._lock:
-            key = self._aliases.get(model)
-            loaded = self._models.get(key) if key is not None else None
-            if loaded is not None:
-                self._models.move_to_end(loaded.source.key)
-                return loaded
-        source = self._resolve(model)
-        with self._lock:
-            loaded = self._models.get(source.key)
-            if loaded is not None:
-                self._models.move_to_end(source.key)
-                return loaded
-        with self._load_lock:
-            with self._lock:  # another thread may have loaded it while we waited
-                loaded = self._models.get(source.key)
-                if loaded is not None:
-                    self._models.move_to_end(source.key)
-                    return loaded
-            loaded = self._load(source, model)
-            evicted: list[_Loaded] = []
-            with self._lock:
-                self._models[source.key] = loaded
-                self._aliases[model] = source.key
-                while len(self._models) > self.settings.max_loaded_models:
-                    evicted.append(self._models.popitem(last=False)[1])
-        for old in evicted:
-            self._release(old)
-        return loaded
+        return self._models.get(model, self._resolve, lambda source: self._load(source, model))
 
     def _hub_cache_dir(self) -> str | None:
         folder = self.settings.hub_cache_dir
