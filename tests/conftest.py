@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# CI rules: a skip fails CI unless allowed with its reason; tests never rewrite tracked files.
+pytest_plugins = ["tests._ci_policy"]
+
 REPO = Path(__file__).resolve().parent.parent
 # Offline by construction: the Hub is unreachable here and in CI.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

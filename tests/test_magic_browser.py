@@ -22,10 +22,17 @@ from typing import Any
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TOKEN, jupyterlab, require_browser
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    TOKEN,
+    jupyterlab,
+    require_browser,
+)
 from tests.conftest import REPO, free_port
 
-IMAGES = REPO / "docs" / "images"
+IMAGES = SCREENSHOTS
 QUICKSTART = REPO / "notebooks" / "01-quickstart.ipynb"
 MODEL = "ollama:smollm:135m"
 TOKEN_DELAY = 0.1  # 40 pieces: about 4 s of visible streaming

@@ -17,10 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TOKEN, jupyterlab, require_browser
-from tests.conftest import REPO, free_port
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    TOKEN,
+    jupyterlab,
+    require_browser,
+)
+from tests.conftest import free_port
 
-IMAGES = REPO / "docs" / "images"
+IMAGES = SCREENSHOTS
 MODEL = "tinyllama:latest"
 
 
