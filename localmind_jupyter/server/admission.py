@@ -112,8 +112,22 @@ class GenerationGate:
         return max(1, min(MAX_RETRY_AFTER, math.ceil(average * ahead / self.max_running)))
 
     def close(self) -> None:
-        """Server shutdown: nobody else is admitted; those waiting get a 503."""
+        """Server shutdown: nobody else is admitted; those waiting get a 503 (any thread)."""
         self._closed = True
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is loop:
+            self._refuse_waiters()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(self._refuse_waiters)
+
+    def _refuse_waiters(self) -> None:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(ApiError(503, "the Jupyter server is shutting down"))
