@@ -216,3 +216,72 @@ def test_a_failed_request_leaves_one_output_the_message(kernel, ollama_server):
     assert "not installed in Ollama" in final
     outputs = of_type(messages, "display_data")
     assert len(outputs) == 1, "an empty output was left beside the message"
+
+
+def _interrupt_when(kernel: Kernel, ready: Any, timeout: float = 30) -> threading.Thread:
+    """Interrupt the kernel from another thread once ``ready()`` is true."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        kernel.manager.interrupt_kernel()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_interrupt_without_streaming_keeps_the_partial_answer(kernel, ollama_server):
+    ollama_server.reply_pieces = [f"w{i} " for i in range(400)]
+    ollama_server.token_delay = 0.05
+    watcher = _interrupt_when(kernel, lambda: ollama_server.chunks_sent >= 8)
+    messages = kernel.run("%%localmind --no-stream -o partial\ngo")
+    watcher.join(5)
+    assert ollama_server.chunks_sent < 100, "the source kept generating"
+    updates = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"]
+    assert len(updates) == 1, "--no-stream showed pieces while generating"
+    final = updates[0]["content"]
+    assert final["data"]["text/markdown"].startswith("w0 w1 w2 w3 w4 w5 ")
+    assert final["metadata"]["localmind"]["stopped"] is True
+    notes = [m["content"]["data"]["text/plain"] for m in of_type(messages, "display_data")]
+    assert any("the partial answer is kept above" in n for n in notes)
+    assert not of_type(messages, "error"), "the interrupt became a traceback"
+    check = kernel.run("print(repr(partial[:18]))")
+    printed = "".join(m["content"]["text"] for m in of_type(check, "stream"))
+    assert "w0 w1 w2 w3 w4 w5" in printed
+
+
+def test_nothing_before_the_failure_shows_the_message_alone(kernel, ollama_server):
+    ollama_server.fail_status = 500  # fails before the first piece
+    ollama_server.error_message = "runner crashed"
+    messages = kernel.run("%%localmind\nhi")
+    shown = of_type(messages, "display_data", "update_display_data")
+    texts = [m["content"]["data"]["text/plain"] for m in shown]
+    assert len(shown) == 2, f"an empty answer or footer around the error: {texts}"
+    assert texts[0].startswith("⏳") and "HTTP 500" in texts[1] and "runner crashed" in texts[1]
+
+    ollama_server.fail_status = None
+    ollama_server.reply_pieces = ["", "late"]
+    ollama_server.drop_after = 1  # the stream opens, then drops before any text
+    messages = kernel.run("%%localmind --no-stream\nhi")
+    texts = [
+        m["content"]["data"]["text/plain"]
+        for m in of_type(messages, "display_data", "update_display_data")
+    ]
+    assert len(texts) == 2 and "dropped" in texts[1], texts
+
+    ollama_server.drop_after = ollama_server.reply_pieces = None
+    ollama_server.stall_after = 0  # nothing arrives; the user interrupts
+    ollama_server.stall_seconds = 30
+    waiting = threading.Event()
+    _interrupt_when(kernel, waiting.is_set)
+    messages = kernel.run(
+        "%%localmind\nhi", on_message=lambda m: m["msg_type"] == "display_data" and waiting.set()
+    )
+    texts = [
+        m["content"]["data"]["text/plain"]
+        for m in of_type(messages, "display_data", "update_display_data")
+    ]
+    assert len(texts) == 2 and "stopped before any answer arrived" in texts[1], texts
+    assert not of_type(messages, "error")

@@ -321,3 +321,61 @@ def test_in_out_and_err_of_earlier_cells(ip, servers):
     ask(ip, "--no-stats --no-history", f"Why {{Err[{err_number}]}}?")
     sent = chat_bodies(ollama_server)[-1]["messages"][-1]["content"]
     assert sent == "Why ZeroDivisionError: division by zero?"
+
+
+BAD_OUTPUT_NAMES = [
+    "__builtins__",
+    "__name__",
+    "In",
+    "Out",
+    "get_ipython",
+    "exit",
+    "quit",
+    "_ih",
+    "_oh",
+    "_",
+    "___",
+    "_i3",
+    "_7",
+    "_localmind",
+    "class",
+    "2fast",
+    "a-b",
+    "x.y",
+]
+
+
+def test_output_names_that_would_break_the_kernel_are_refused(ip, servers, capsys):
+    ollama_server, _ = servers
+    builtins, get_ipython = ip.user_ns["__builtins__"], ip.user_ns["get_ipython"]
+    for name in BAD_OUTPUT_NAMES:
+        ask(ip, f"-o {name} --no-stats", "hi")
+        err = capsys.readouterr().err
+        assert f"-o {name}" in err and "e.g. -o answer" in err, (name, err)
+        assert "Traceback" not in err
+    assert not chat_bodies(ollama_server), "a refused -o still generated"
+    assert ip.user_ns["__builtins__"] is builtins and ip.user_ns["get_ipython"] is get_ipython
+    assert ip.run_cell("len('still works')").result == 11
+    ask(ip, "-o _answer2 --no-stats", "fine")
+    assert ip.user_ns.pop("_answer2") == "You said: fine"
+
+
+def test_failure_before_the_first_piece_prints_only_the_error(ip, servers, capsys):
+    ollama_server, _ = servers
+    ollama_server.fail_status = 500
+    ask(ip, "-o answer", "hi")
+    captured = capsys.readouterr()
+    assert "HTTP 500" in captured.err
+    assert captured.out == "", "an empty answer or a footer was printed around the error"
+    assert "answer" not in ip.user_ns
+
+
+def test_seed_out_of_range_is_one_line_with_transformers(ip, isolated_home, capsys):
+    """The bundled model through Transformers: torch once raised an 8-frame traceback."""
+    ask(ip, "--seed 1000000000000000000000000000000 -t 0.7 --max-tokens 4", "hi")
+    captured = capsys.readouterr()
+    assert "seed must be an integer from 0 to 2147483647" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert captured.err.count("\n") == 1
+    ask(ip, "--seed 2147483647 -t 0.7 --max-tokens 4 --no-stats -o answer", "hi")
+    assert ip.user_ns["answer"] and ip.user_ns["_localmind"].backend == "transformers"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from localmind_jupyter.backends.ollama import DEFAULT_BASE_URL, OllamaBackend, normalize_host
@@ -165,6 +167,41 @@ def test_bad_options_fail_before_any_request(ollama_server):
     with pytest.raises(OptionError, match="unknown option"):
         backend.generate("hi", "smollm:135m", num_ctx=4096)
     assert not [r for r in ollama_server.requests if r[1] == "/api/chat"]
+
+
+BAD_OLLAMA_OPTIONS = [
+    ({"keep_alive": True}, "keep_alive must be a duration"),
+    ({"keep_alive": [5]}, "keep_alive must be a duration"),
+    ({"keep_alive": "5 minutes"}, "keep_alive must be a duration"),
+    ({"keep_alive": "10"}, "keep_alive must be a duration"),
+    ({"keep_alive": float("inf")}, "keep_alive must be a duration"),
+    ({"format": "yaml"}, 'format must be "json" or a JSON schema'),
+    ({"format": 3}, 'format must be "json" or a JSON schema'),
+    ({"seed": 10**30}, "seed must be an integer from 0 to 2147483647"),
+    ({"seed": -1}, "seed must be an integer from 0 to 2147483647"),
+]
+
+
+def test_ollama_options_are_checked_before_sending(ollama_server):
+    backend = make_backend(ollama_server)
+    for options, message in BAD_OLLAMA_OPTIONS:
+        with pytest.raises(OptionError, match=re.escape(message)):
+            backend.generate_stream("hi", "smollm:135m", **options)
+    assert not [r for r in ollama_server.requests if r[1] == "/api/chat"]
+    good = [
+        {"keep_alive": "1h30m"},
+        {"keep_alive": "0"},
+        {"keep_alive": -1},
+        {"keep_alive": 2.5},
+        {"format": "json"},
+        {"format": {"type": "object"}},
+        {"seed": 2**31 - 1},
+    ]
+    for options in good:  # what Ollama accepts is still sent as given
+        assert backend.generate("hi", "smollm:135m", **options).text == "You said: hi"
+        name, value = next(iter(options.items()))
+        body = last_body(ollama_server)
+        assert (body["options"][name] if name == "seed" else body[name]) == value
 
 
 def test_list_details_load_and_unload(ollama_server):

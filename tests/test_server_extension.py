@@ -8,9 +8,11 @@ backend nothing listens on, so "unavailable" is exercised everywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -59,9 +61,23 @@ def extra_server_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(localmind_config: Path, extra_server_config: dict[str, Any]) -> Config:
+def extension_config() -> dict[str, Any]:
+    """Traitlets of ``LocalMindExtension`` (parametrize to change them)."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(
+    localmind_config: Path, extra_server_config: dict[str, Any], extension_config: dict[str, Any]
+) -> Config:
     return Config(
-        {"ServerApp": {"jpserver_extensions": {"localmind_jupyter": True}, **extra_server_config}}
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"localmind_jupyter": True},
+                **extra_server_config,
+            },
+            "LocalMindExtension": extension_config,
+        }
     )
 
 
@@ -374,6 +390,98 @@ async def test_server_shutdown_stops_generations_and_downloads(
     assert download is not None and (await in_thread(download.wait, 5)).state == "cancelled"
 
 
+# --- a bound on concurrent generations ------------------------------------------------------
+
+
+class ThreadPeak:
+    """The most threads alive in this process while the block ran (sampled every 5 ms)."""
+
+    def __enter__(self) -> ThreadPeak:
+        self.peak = threading.active_count()
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.005):
+            self.peak = max(self.peak, threading.active_count() - 1)  # not counting itself
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._sampler.join()
+
+
+@pytest.mark.parametrize(
+    "extension_config", [{"max_concurrent_generations": 2, "max_queued_generations": 3}]
+)
+async def test_concurrent_generations_are_bounded_then_refused_with_retry_after(
+    api, http_server_client, jp_base_url, jp_auth_header, ollama_server
+):
+    ollama_server.reply_pieces = [f"w{i} " for i in range(8)]
+    ollama_server.token_delay = 0.1  # ~0.8 s a generation: 50 requests arrive well within it
+    await api("GET", "backends")  # the backends exist before the threads are counted
+    target = url(http_server_client, jp_base_url, "localmind/api/generate")
+    body = {"prompt": "go", "model": "smollm:135m", "backend": "ollama"}
+    baseline = threading.active_count()
+    async with httpx.AsyncClient(
+        headers=jp_auth_header, timeout=30, limits=httpx.Limits(max_connections=60)
+    ) as client:
+        with ThreadPeak() as threads:
+            replies = await asyncio.gather(*(client.post(target, json=body) for _ in range(50)))
+    statuses = sorted(r.status_code for r in replies)
+    served = [r for r in replies if r.status_code == 200]
+    refused = [r for r in replies if r.status_code == 503]
+    assert len(served) + len(refused) == 50, statuses
+    assert len(served) >= 5 and len(refused) >= 30, statuses  # 2 running + 3 queued, then 503
+    for reply in served:  # queued ones waited their turn and got the whole answer
+        lines = ndjson([reply.content])
+        assert lines[-1]["type"] == "done"
+        assert lines[-1]["response"]["text"] == "".join(ollama_server.reply_pieces)
+    for reply in refused:
+        assert int(reply.headers["Retry-After"]) >= 1
+        error = reply.json()
+        assert error["status"] == "error" and "the server is busy" in error["message"]
+        assert "Retry-After" in error["message"]
+        assert "max_concurrent_generations" in error["message"]
+    # 2 generating threads + the 2 fake-Ollama threads answering them (50 were 156 before).
+    assert threads.peak - baseline <= 2 * 2 + 2, (baseline, threads.peak)
+
+
+@pytest.mark.parametrize(
+    "extension_config", [{"max_concurrent_generations": 1, "max_queued_generations": 1}]
+)
+async def test_a_client_that_leaves_the_queue_frees_its_place(
+    http_server_client, jp_base_url, jp_auth_header, ollama_server, state
+):
+    ollama_server.reply_pieces = [f"w{i} " for i in range(30)]
+    ollama_server.token_delay = 0.05
+    target = url(http_server_client, jp_base_url, "localmind/api/generate")
+    body = {"prompt": "go", "model": "smollm:135m", "backend": "ollama"}
+    gate = state.generations
+    async with httpx.AsyncClient(headers=jp_auth_header, timeout=30) as client:
+        async with client.stream("POST", target, json=body) as running:
+            assert running.status_code == 200
+            waiting = asyncio.ensure_future(client.post(target, json=body))
+            await wait_until(lambda: _is(gate.waiting == 1))
+            busy = await client.post(target, json=body)
+            assert busy.status_code == 503 and busy.headers["Retry-After"]
+            waiting.cancel()  # this client gives up while in line
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            await wait_until(lambda: _is(gate.waiting == 0))
+            queued = asyncio.ensure_future(client.post(target, json=body))
+            await wait_until(lambda: _is(gate.waiting == 1))  # its place was free again
+            async for _ in running.aiter_lines():
+                pass
+        assert (await queued).status_code == 200
+    await wait_until(lambda: _is(gate.running == 0))
+
+
+async def _is(value: bool) -> bool:
+    return value
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 BAD_DOWNLOADS: list[tuple[Any, int, str]] = [
@@ -395,15 +503,17 @@ BAD_DOWNLOADS: list[tuple[Any, int, str]] = [
     ({"model": "a/b/c/d"}, 400, "not a valid ollama model name"),
     ({"model": "Bad Name!!"}, 400, "not a valid ollama model name"),
     ({"model": TINY, "backend": "offline"}, 503, "start Ollama with `ollama serve`"),
+    ({"model": "gpt-test", "backend": "openai"}, 400, "nothing to download; generate with it"),
 ]
 
 
-async def test_bad_download_requests_say_what_to_fix(api, ollama_server):
+async def test_bad_download_requests_say_what_to_fix(api, state, ollama_server):
     for request_body, expected, snippet in BAD_DOWNLOADS:
         status, body, _ = await api("POST", "models", "download", body=request_body)
         assert status == expected, (request_body, body)
         assert body["status"] == "error" and snippet in body["message"], (request_body, body)
     assert not [p for _m, p, _b in ollama_server.requests if p == "/api/pull"]
+    assert state.download_list() == []  # not one was started to fail later
 
 
 BAD_GENERATIONS: list[tuple[Any, int, str]] = [
@@ -422,12 +532,37 @@ BAD_GENERATIONS: list[tuple[Any, int, str]] = [
     ({"prompt": "hi", "model": "smollm:135m", "backend": "offline"}, 503, "not running"),
 ]
 
+GEN = b'{"prompt": "hi", "model": "smollm:135m", "backend": "ollama", '
+TOO_DEEP = "nests arrays or objects more than 32 levels deep; flatten it"
+SEED_RANGE = "seed must be an integer from 0 to 2147483647"
+KEEP_ALIVE = 'keep_alive must be a duration like "5m"'
+#: Refused before Ollama is asked: each was a 500 or a 502 once.
+BAD_OPTIONS: list[tuple[Any, int, str]] = [
+    (GEN + b'"stop": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, TOO_DEEP),
+    (GEN + b'"stop": ' + b"[" * 40 + b'"x"' + b"]" * 40 + b"}", 400, TOO_DEEP),
+    (GEN + b'"format": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}", 400, TOO_DEEP),
+    (GEN + b'"seed": 1' + b"0" * 5000 + b"}", 400, "too many digits"),
+    ({"prompt": "hi", "model": "smollm:135m", "seed": 10**30}, 400, SEED_RANGE),
+    ({"prompt": "hi", "model": "gpt-test", "backend": "openai", "seed": 2**31}, 400, SEED_RANGE),
+    ({"prompt": "hi", "model": "smollm:135m", "keep_alive": True}, 400, KEEP_ALIVE),
+    ({"prompt": "hi", "model": "smollm:135m", "keep_alive": {"m": 5}}, 400, KEEP_ALIVE),
+    ({"prompt": "hi", "model": "smollm:135m", "keep_alive": "five"}, 400, KEEP_ALIVE),
+    ({"prompt": "hi", "model": "smollm:135m", "format": "yaml"}, 400, "JSON schema object"),
+]
 
-async def test_bad_generate_requests_say_what_to_fix(api):
-    for request_body, expected, snippet in BAD_GENERATIONS:
-        status, body, _ = await api("POST", "generate", body=request_body)
-        assert status == expected, (request_body, body)
-        assert body["status"] == "error" and snippet in body["message"], (request_body, body)
+
+async def test_bad_generate_requests_say_what_to_fix(api, ollama_server, openai_server):
+    async def check(cases: list[tuple[Any, int, str]]) -> None:
+        for request_body, expected, snippet in cases:
+            status, body, _ = await api("POST", "generate", body=request_body)
+            assert status == expected, (str(request_body)[:80], body)
+            assert body["status"] == "error" and snippet in body["message"], (request_body, body)
+
+    await check(BAD_GENERATIONS)
+    chats = [p for _m, p, _b in ollama_server.requests if p == "/api/chat"]
+    await check(BAD_OPTIONS)
+    assert [p for _m, p, _b in ollama_server.requests if p == "/api/chat"] == chats
+    assert not [r for r in openai_server.requests if "chat" in r[1]]
 
 
 async def test_unknown_ids_paths_and_methods_are_json_errors(api):

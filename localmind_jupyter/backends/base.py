@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import threading
 import time
 import weakref
@@ -25,6 +26,10 @@ COMMON_OPTIONS: frozenset[str] = frozenset(
 )
 
 ProgressCallback = Callable[["DownloadProgress"], None]
+
+#: The largest seed: every engine takes 0..2**31-1 as it is (llama.cpp's seed is a uint32
+#: whose 0xFFFFFFFF means "random", Ollama's a Go int, torch's an int64, OpenAI's an integer).
+MAX_SEED = 2**31 - 1
 
 
 @dataclass
@@ -139,8 +144,11 @@ def parse_options(
 
     seed = kwargs.get("seed")
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise OptionError(f"seed must be a non-negative integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise OptionError(
+                f"seed must be an integer from 0 to {MAX_SEED} (2**31 - 1), got {_shown(seed)}; "
+                "pick a seed in that range, e.g. 42"
+            )
         opts.seed = seed
 
     stop = kwargs.get("stop")
@@ -150,6 +158,13 @@ def parse_options(
             raise OptionError("stop must be a non-empty string or a list of non-empty strings")
         opts.stop = list(stops)
     return opts
+
+
+def _shown(value: Any) -> str:
+    """A short repr: an integer too long to print (str() refuses > 4300 digits) by its size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return f"{value!r:.40}"
 
 
 class ResponseStream:

@@ -11,16 +11,18 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
+from ._ollama_options import check_options
 from .base import (
     BackendSettings,
     BaseBackend,
     DownloadProgress,
+    GenerationOptions,
     ProgressCallback,
     ResponseStream,
     StreamTimer,
@@ -240,6 +242,12 @@ class OllamaBackend(BaseBackend):
 
     def get_backend_info(self) -> dict[str, Any]:
         return {**super().get_backend_info(), "base_url": self.base_url, "version": self._version}
+
+    def parse_options(self, kwargs: Mapping[str, Any]) -> GenerationOptions:
+        """The common options, then Ollama's own (keep_alive, format) before any request."""
+        opts = super().parse_options(kwargs)
+        check_options(opts.extra)
+        return opts
 
     def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
         opts = self.parse_options(kwargs)

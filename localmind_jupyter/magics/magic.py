@@ -21,6 +21,7 @@ from ..errors import GenerationError, LocalMindError, ModelNotFound
 from ..session import KernelSession, get_session
 from .commands import LineCommands
 from .interpolation import describe_missing, interpolate
+from .output_name import output_name_problem
 from .render import FORMATS, NotebookView, TerminalView, finalize
 
 
@@ -119,6 +120,11 @@ class LocalMind(LineCommands, Magics):
         except UsageError as exc:
             self._say(f"{exc} — see %%localmind? for the options", error=True)
             return
+        if args.output:
+            problem = output_name_problem(args.output, getattr(self.shell, "user_ns_hidden", ()))
+            if problem:
+                self._say(problem, error=True)
+                return
         fmt = args.format or self.default_format
         spec = args.model or args.model_spec
         if args.backend:
@@ -170,11 +176,11 @@ class LocalMind(LineCommands, Magics):
         text = ""
         stream = None
         try:
-            if args.no_stream:
-                response = backend.generate(prompt, model, **options)
-                text = response.text
+            stream = backend.generate_stream(prompt, model, **options)
+            if args.no_stream:  # drained unseen, so an interrupt still keeps what arrived
+                for _ in stream:
+                    pass
             else:
-                stream = backend.generate_stream(prompt, model, **options)
                 on_piece = view.on_piece
                 for piece in stream:
                     on_piece(piece, stream)
@@ -192,8 +198,12 @@ class LocalMind(LineCommands, Magics):
             view.fail(message)
             return
         if stream is not None:
-            text = stream.text
+            text = stream.text or text
             response = stream.response
+        if not text and (failure is not None or stopped):
+            # Nothing arrived: the message alone, no empty answer and no footer around it.
+            view.fail(str(failure) if failure is not None else "stopped before any answer arrived")
+            return
         if response is None:
             response = ModelResponse(text=text, model=model, backend=backend.name)
 

@@ -24,6 +24,22 @@ class LocalMindExtension(ExtensionApp):
     max_concurrent_downloads = Int(
         2, help="Model downloads that transfer at once; the others wait in a queue."
     ).tag(config=True)
+    max_concurrent_generations = Int(
+        4,
+        min=1,
+        help=(
+            "Generations that run at once (each holds a thread and the engine's cores); "
+            "more wait in a queue."
+        ),
+    ).tag(config=True)
+    max_queued_generations = Int(
+        16,
+        min=0,
+        help=(
+            "Generations that wait for a free slot; beyond these a request gets "
+            "503 with a Retry-After header."
+        ),
+    ).tag(config=True)
     worker_threads = Int(
         4,
         help=(
@@ -39,6 +55,8 @@ class LocalMindExtension(ExtensionApp):
         self.state = ServerState(
             max_concurrent_downloads=self.max_concurrent_downloads,
             workers=self.worker_threads,
+            max_concurrent_generations=self.max_concurrent_generations,
+            max_queued_generations=self.max_queued_generations,
             extra_secrets=(token,),
         )
         self.settings["localmind_state"] = self.state

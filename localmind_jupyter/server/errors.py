@@ -7,6 +7,7 @@ or an exception's repr never reaches the client (they go to the server log only)
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from tornado import httputil, web
 
@@ -24,10 +25,14 @@ from ..errors import (
 class ApiError(Exception):
     """A request the API refuses on purpose, with the status and the fix to tell the client."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        #: Extra response headers, e.g. ``Retry-After`` on a 503.
+        self.headers = dict(headers or {})
 
 
 #: Most specific first: OptionError is also a ValueError, GenerationError a LocalMindError.

@@ -21,6 +21,7 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import GenerationError, LocalMindError
 from . import AUTH_RESOURCE, URL_PREFIX
+from .admission import Slot
 from .errors import ApiError, describe, status_for
 from .state import ServerState
 from .streaming import TERMINAL, GenerationPump
@@ -51,6 +52,9 @@ class LocalMindHandler(APIHandler):
         status, message = describe(exc, status_code, authenticated=authenticated)
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
+        if isinstance(exc, ApiError):
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         body = json.dumps({"status": "error", "message": message}, ensure_ascii=False)
         self.finish(self.state.redact(body))
 
@@ -143,15 +147,28 @@ class GenerateHandler(LocalMindHandler):
     """
 
     _pump: GenerationPump | None = None
+    _admission: asyncio.Future[Slot] | None = None
+    _gone = False
 
     @web.authenticated
     @authorized("execute")
     async def post(self) -> None:
         request = parse_generate(self.request.body)
-        pump = GenerationPump(asyncio.get_running_loop(), lambda: self.state.open_stream(request))
-        self._pump = pump
-        self.state.track(pump)
-        pump.start()
+        slot = await self._admit()  # 503 + Retry-After when the server is full
+        if slot is None:
+            return
+        try:
+            pump = GenerationPump(
+                asyncio.get_running_loop(),
+                lambda: self.state.open_stream(request),
+                on_end=slot.release,
+            )
+            self._pump = pump
+            self.state.track(pump)
+            pump.start()
+        except BaseException:
+            slot.release()
+            raise
         stream = await pump.opened  # errors here become proper HTTP statuses
         if pump.stopped:
             return
@@ -174,6 +191,22 @@ class GenerateHandler(LocalMindHandler):
                 break
         self.finish(set_content_type=NDJSON)
 
+    async def _admit(self) -> Slot | None:
+        """A generation slot, after waiting in line if need be; None when the client left."""
+        self._admission = asyncio.ensure_future(self.state.generations.acquire())
+        try:
+            slot = await self._admission
+        except asyncio.CancelledError:
+            if self._gone:
+                return None
+            raise
+        finally:
+            self._admission = None
+        if self._gone:
+            slot.release()
+            return None
+        return slot
+
     def _line(self, payload: dict[str, Any]) -> None:
         self.write(self.state.redact(json.dumps(payload, ensure_ascii=False)) + "\n")
 
@@ -191,6 +224,9 @@ class GenerateHandler(LocalMindHandler):
             self._pump.stop()
 
     def on_connection_close(self) -> None:
+        self._gone = True
+        if self._admission is not None:
+            self._admission.cancel()  # it leaves the queue
         self._stop()
         super().on_connection_close()
 

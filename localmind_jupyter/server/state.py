@@ -21,6 +21,8 @@ from tornado.ioloop import IOLoop
 
 from ..errors import BackendUnavailable, LocalMindError
 from ..secrets import is_secret_key
+from . import URL_PREFIX
+from .admission import GenerationGate
 from .errors import ApiError
 from .validation import DownloadRequest, GenerateRequest, check_model_name
 
@@ -48,12 +50,16 @@ class ServerState:
         *,
         max_concurrent_downloads: int = 2,
         workers: int = 4,
+        max_concurrent_generations: int = 4,
+        max_queued_generations: int = 16,
         loader_factory: Callable[[], ModelLoader] | None = None,
         extra_secrets: Iterable[str | None] = (),
     ) -> None:
         self.max_concurrent_downloads = max_concurrent_downloads
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="localmind-api")
         self._loader_factory = loader_factory
+        #: Admits generations: a few at once, a few in line, 503 beyond (see admission.py).
+        self.generations = GenerationGate(max_concurrent_generations, max_queued_generations)
         # Building the engine may take a while (config file, imports): it has its own lock, so
         # the quick bookkeeping the event loop does under ``_lock`` never waits for it.
         self._build_lock = threading.Lock()
@@ -143,6 +149,13 @@ class ServerState:
 
         backend = self.backend(request.backend)
         model = check_model_name(request.model, backend.type_name)
+        if not backend.downloads_models:  # say so now, not as a download that fails at once
+            raise ApiError(
+                400,
+                f"backend {request.backend!r} ({backend.type_name}) serves remote models: there "
+                f"is nothing to download; generate with it directly (POST {URL_PREFIX}/generate "
+                f'with "backend": "{request.backend}")',
+            )
         if type(backend).download_model is BaseBackend.download_model:
             raise ApiError(
                 400, f"backend {request.backend!r} ({backend.type_name}) cannot download models"
@@ -214,6 +227,7 @@ class ServerState:
     def close(self) -> None:
         """Stop generations, cancel downloads, release threads and backend connections."""
         self._closed = True
+        self.generations.close()
         with self._lock:
             pumps = list(self._pumps)
             self._pumps.clear()

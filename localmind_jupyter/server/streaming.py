@@ -37,8 +37,11 @@ class GenerationPump:
         open_stream: Callable[[], ResponseStream],
         *,
         max_pending: int = 1024,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
+        #: Called on the generating thread as it ends (frees the generation's admission slot).
+        self._on_end = on_end
         self._open_stream = open_stream
         self._space = threading.Semaphore(max_pending)
         self._lock = threading.Lock()
@@ -126,6 +129,8 @@ class GenerationPump:
         with self._lock:
             self._ended = True
         self._notify()
+        if self._on_end is not None:
+            self._on_end()
 
     def _settle(self, stream: ResponseStream | None, error: BaseException | None) -> None:
         def settle() -> None:

@@ -88,11 +88,48 @@ def read_json_object(body: bytes, example: str) -> dict[str, Any]:
             f"the request body is not valid JSON ({exc.msg} at line {exc.lineno} column "
             f"{exc.colno}); send a JSON object like {example}",
         ) from None
+    except RecursionError:  # the decoder recurses once per nested array or object
+        raise ApiError(400, _too_deep_message()) from None
+    except ValueError:  # an integer of more than 4300 digits (Python's int parsing limit)
+        raise ApiError(
+            400, f"the request body holds a number with too many digits to read; {_SHAPE_HINT}"
+        ) from None
+    if _depth_exceeds(data, MAX_DEPTH):
+        raise ApiError(400, _too_deep_message())
     if not isinstance(data, dict):
         raise ApiError(
             400, f"the request body must be a JSON object like {example}, not {_kind(data)}"
         )
     return data
+
+
+#: No field needs more (a ``format`` JSON schema nests a few levels); deeper is refused.
+MAX_DEPTH = 32
+_SHAPE_HINT = 'options are strings, numbers or lists of strings, e.g. "stop": ["\\n\\n", "END"]'
+
+
+def _too_deep_message() -> str:
+    return (
+        f"the request body nests arrays or objects more than {MAX_DEPTH} levels deep; "
+        f"flatten it: {_SHAPE_HINT}"
+    )
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/dicts deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _kind(value: Any) -> str:
