@@ -121,9 +121,11 @@ class OllamaBackend(BaseBackend):
         if self._client is None:
             import httpx
 
+            from ._retry import resending
+
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(
+                    self._client = resending(httpx.Client)(
                         base_url=self.base_url,
                         timeout=httpx.Timeout(
                             self.settings.read_timeout, connect=self.settings.connect_timeout
