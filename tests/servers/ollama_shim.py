@@ -38,10 +38,8 @@ class OllamaShimServer(LoopbackServer):
         self._requests: list[tuple[str, str]] = []
 
     def _new_httpd(self) -> ThreadingHTTPServer:
-        httpd = ThreadingHTTPServer((self.host, self.port), _Handler)
-        httpd.daemon_threads = True
-        httpd.block_on_close = False
-        httpd.owner = self  # type: ignore[attr-defined]
+        httpd = _HTTPServer((self.host, self.port), _Handler)
+        httpd.owner = self
         return httpd
 
     @property
@@ -51,9 +49,26 @@ class OllamaShimServer(LoopbackServer):
             return list(self._requests)
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """Tracks connections so ``stop()`` cuts idle keep-alive ones too."""
+
+    daemon_threads = True
+    block_on_close = False
+    owner: OllamaShimServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.owner._track(request, True)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.owner._track(request, False)
+        super().shutdown_request(request)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "uvicorn"
+    server: _HTTPServer
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -72,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _dispatch(self) -> None:
-        owner: OllamaShimServer = self.server.owner  # type: ignore[attr-defined]
+        owner = self.server.owner
         path = urlsplit(self.path).path
         body = self._body()
         with owner._lock:
