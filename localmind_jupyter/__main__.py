@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     if response is not None and response.completion_tokens:
         ttft = response.time_to_first_token or 0.0
         tps = response.tokens_per_second or 0.0
+        about = "~" if response.tokens_approximate else ""
         print(
-            f"[{response.completion_tokens} tokens, first after {ttft:.2f} s, {tps:.1f} tokens/s]",
+            f"[{about}{response.completion_tokens} tokens, first after {ttft:.2f} s, "
+            f"{about}{tps:.1f} tokens/s]",
             file=sys.stderr,
         )
     return 0

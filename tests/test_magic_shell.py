@@ -6,7 +6,11 @@ Display behaviour in a notebook is tested through a real kernel in test_magic_ke
 
 from __future__ import annotations
 
+import _thread
+import re
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +68,39 @@ def test_answer_streams_to_the_terminal_with_footer(ip, servers, capsys):
     response = ip.user_ns["_localmind"]
     assert response.text == "You said: hello there"
     assert response.backend == "ollama"
+
+
+def test_footer_counts_pieces_when_the_server_sends_no_usage(ip, servers, capsys):
+    _ollama, openai_server = servers
+    openai_server.include_usage_ignored = True  # as llama.cpp's server
+    openai_server.token_delay = 0.01
+    ask(ip, "remote:gpt-test", "one two three")
+    out = capsys.readouterr().out
+    assert "[remote:gpt-test · ~5 tokens · first token" in out
+    assert re.search(r" · ~\d+\.\d tokens/s · ", out)
+    assert ip.user_ns["_localmind"].tokens_approximate is True
+
+
+def test_footer_after_an_interrupt_counts_what_arrived(ip, servers, capsys):
+    ollama_server, _openai = servers
+    ollama_server.token_delay = 0.05
+
+    def interrupt_after_four_pieces() -> None:
+        deadline = time.monotonic() + 5
+        while ollama_server.chunks_sent < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if ollama_server.chunks_sent >= 4:  # mid-answer: the answer takes 3 s in all
+            _thread.interrupt_main()  # what Ctrl-C / the kernel's interrupt does
+
+    threading.Thread(target=interrupt_after_four_pieces, daemon=True).start()
+    ask(ip, "", " ".join(["word"] * 60))
+    out = capsys.readouterr().out
+    response = ip.user_ns["_localmind"]
+    assert response.finish_reason == "cancelled" and response.tokens_approximate is True
+    count = response.completion_tokens
+    assert count == len(response.text.split()) >= 2  # one word a piece
+    assert f"[ollama:smollm:135m · ~{count} tokens · first token" in out
+    assert "stopped" in out
 
 
 def test_named_model_forms_and_no_stats(ip, servers, capsys):

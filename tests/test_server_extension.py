@@ -291,6 +291,21 @@ async def test_generate_streams_pieces_then_stats(
         assert chat["options"]["temperature"] == 0.3
 
 
+async def test_generate_says_when_tokens_were_counted_not_reported(jp_fetch, openai_server):
+    openai_server.include_usage_ignored = True  # as llama.cpp's server
+    chunks: list[bytes] = []
+    await jp_fetch(
+        "localmind",
+        "api",
+        "generate",
+        method="POST",
+        body=json.dumps({"prompt": "one two three", "model": "gpt-test", "backend": "openai"}),
+        streaming_callback=chunks.append,
+    )
+    stats = ndjson(chunks)[-1]["response"]
+    assert stats["completion_tokens"] == 5 and stats["tokens_approximate"] is True
+
+
 async def test_generate_arrives_incrementally(jp_fetch, ollama_server):
     ollama_server.token_delay = 0.02
     arrivals: list[float] = []

@@ -87,6 +87,8 @@ class AnthropicBackend(BaseBackend):
                 raise BackendUnavailable(self._no_key_message())
             import anthropic
 
+            from ._retry import resending
+
             with self._lock:
                 if self._client is None:
                     # An explicit key: the SDK then reads no credentials from the environment
@@ -98,6 +100,7 @@ class AnthropicBackend(BaseBackend):
                             self.settings.read_timeout, connect=self.settings.connect_timeout
                         ),
                         max_retries=0,
+                        http_client=resending(anthropic.DefaultHttpxClient)(),
                     )
         return self._client
 

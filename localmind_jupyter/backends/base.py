@@ -45,6 +45,8 @@ class ModelResponse:
     time_to_first_token: float | None = None
     duration: float | None = None
     tokens_per_second: float | None = None
+    #: True when the server sent no token count and the streamed pieces were counted instead.
+    tokens_approximate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,10 +173,11 @@ class ResponseStream:
     """Text pieces as they arrive; ``.response`` once exhausted; ``.close()`` stops the source.
 
     ``__iter__`` returns the backend's generator itself, so a ``for`` loop pays for no
-    extra layer per piece. The generator reaches this stream only through a weak
-    reference (see ``StreamTimer``): no reference cycle, so a loop left early drops the
-    generator at once and its ``finally`` releases the source (HTTP connection, worker
-    thread) without waiting for the cyclic garbage collector.
+    extra layer per piece. Leaving the loop early does not stop a stream still held (it
+    can be read on); ``close()``, ``with`` or dropping the stream does. The generator
+    reaches this stream only through a weak reference (see ``StreamTimer``): no reference
+    cycle, so dropping the stream drops the generator at once and its ``finally`` releases
+    the source (HTTP connection, worker thread) without waiting for the cyclic collector.
     """
 
     def __init__(self, model: str, backend: str) -> None:
@@ -250,11 +253,16 @@ class StreamTimer:
         """Record the response on the stream (if anyone still holds it).
 
         Tokens/s is decode speed, after the first token, unless the backend knows better.
+        Without a count from the server (llama.cpp's server sends no usage; a stopped
+        stream gets none) the streamed pieces are counted: about one token each.
         """
         if stream is None and self._stream is not None:
             stream = self._stream()
         if stream is None:
             return None
+        approximate = completion_tokens is None and bool(stream.pieces)
+        if approximate:
+            completion_tokens = len(stream.pieces)
         end = time.perf_counter()
         ttft = None if self.first is None else self.first - self.start
         if tokens_per_second is None and completion_tokens and ttft is not None:
@@ -271,6 +279,7 @@ class StreamTimer:
             time_to_first_token=ttft,
             duration=end - self.start,
             tokens_per_second=tokens_per_second,
+            tokens_approximate=approximate,
         )
         stream.response = response
         return response

@@ -123,9 +123,11 @@ class OllamaBackend(BaseBackend):
         if self._client is None:
             import httpx
 
+            from ._retry import resending
+
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(
+                    self._client = resending(httpx.Client)(
                         base_url=self.base_url,
                         timeout=httpx.Timeout(
                             self.settings.read_timeout, connect=self.settings.connect_timeout
@@ -175,6 +177,8 @@ class OllamaBackend(BaseBackend):
         if not response.is_closed:
             response.read()
             response.close()
+        if _no_such_route(response):
+            raise self._partial_api(response.request.url.path)
         message = _error_text(response)
         status = response.status_code
         if status == 404 and model is not None and "not found" in message:
@@ -190,6 +194,13 @@ class OllamaBackend(BaseBackend):
         if "must be of type" in message:
             raise OptionError(f"Ollama rejected an option: {message}")
         raise GenerationError(f"Ollama answered HTTP {status}: {message}")
+
+    def _partial_api(self, path: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"the server at {self.base_url} speaks only part of the Ollama API (no {path}) — it "
+            "looks like an OpenAI-compatible shim; use `type: openai` with "
+            f"`base_url: {self.base_url}/v1`"
+        )
 
     def _installed_hint(self) -> str:
         try:
@@ -219,6 +230,12 @@ class OllamaBackend(BaseBackend):
             return False, (
                 f"{self.base_url} answered HTTP {response.status_code} but is not an Ollama server"
             )
+        try:  # Ollama's own heartbeat; shims that answer /api/version lack it and /api/chat
+            heartbeat = self.client.head("/", timeout=self.settings.probe_timeout)
+        except httpx.HTTPError as exc:
+            return False, f"cannot reach {self.base_url} ({_short(exc)})"
+        if _no_such_route(heartbeat):
+            return False, str(self._partial_api("/api/chat"))
         return True, None
 
     def list_models(self) -> list[str]:
@@ -373,6 +390,8 @@ class OllamaBackend(BaseBackend):
         response = self._send("POST", "/api/pull", {"model": model, "stream": True}, stream=True)
         if response.status_code >= 400:
             response.read()
+            if _no_such_route(response):
+                raise DownloadError(str(self._partial_api("/api/pull")))
             raise DownloadError(f"Ollama refused to pull '{model}': {_error_text(response)}")
         finished = threading.Event()
         if cancel is not None:
@@ -432,6 +451,17 @@ def _close_on_cancel(
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
             return
+
+
+def _no_such_route(response: httpx.Response) -> bool:
+    """404/405 without Ollama's ``{"error": ...}`` body: the server lacks the endpoint itself."""
+    if response.status_code not in {404, 405}:
+        return False
+    try:
+        data = response.json()
+    except ValueError:
+        return True
+    return not (isinstance(data, dict) and isinstance(data.get("error"), str))
 
 
 def _error_text(response: httpx.Response) -> str:

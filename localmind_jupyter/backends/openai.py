@@ -108,6 +108,8 @@ class OpenAIBackend(BaseBackend):
                 )
             import openai
 
+            from ._retry import resending
+
             with self._lock:
                 if self._client is None:
                     self._client = openai.OpenAI(
@@ -117,6 +119,7 @@ class OpenAIBackend(BaseBackend):
                             self.settings.read_timeout, connect=self.settings.connect_timeout
                         ),
                         max_retries=0,
+                        http_client=resending(openai.DefaultHttpxClient)(),
                     )
         return self._client
 

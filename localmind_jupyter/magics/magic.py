@@ -27,12 +27,13 @@ from .render import FORMATS, NotebookView, TerminalView, finalize
 
 def _stats_line(response: ModelResponse, stopped: bool) -> str:
     parts = [f"{response.backend}:{response.model}"]
+    about = "~" if response.tokens_approximate else ""  # counted pieces, not the server's count
     if response.completion_tokens is not None:
-        parts.append(f"{response.completion_tokens} tokens")
+        parts.append(f"{about}{response.completion_tokens} tokens")
     if response.time_to_first_token is not None:
         parts.append(f"first token {response.time_to_first_token:.2f} s")
     if response.tokens_per_second:
-        parts.append(f"{response.tokens_per_second:.1f} tokens/s")
+        parts.append(f"{about}{response.tokens_per_second:.1f} tokens/s")
     if response.duration is not None:
         parts.append(f"{response.duration:.1f} s")
     if stopped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -81,3 +82,54 @@ class LoopbackServer:
                 self._connections.add(conn)
             else:
                 self._connections.discard(conn)
+
+
+def cut(conn: socket.socket, how: str) -> None:
+    """Close a connection without answering: ``"reset"`` sends RST (the client's read fails
+    with ECONNRESET), anything else a plain FIN (the client reads end of file)."""
+    with contextlib.suppress(OSError):
+        if how == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+        else:
+            conn.shutdown(socket.SHUT_RDWR)
+
+
+class DropsAfterError:
+    """Handler mixin for the ``drop_after_error`` fault of the SDK test servers.
+
+    After an answer with an error status the connection stays open (no ``Connection:
+    close``), but the next request on it is read and then cut unanswered: what a server
+    that closed the keep-alive connection looks like to a client that reuses it. The
+    handler's ``do_*`` call ``_handle``; its ``_dispatch`` calls ``_cut_if_doomed``
+    once the request is read.
+    """
+
+    status = 0
+    doomed: str | None = None
+    connection: socket.socket
+    close_connection: bool
+    server: Any
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.status = code
+        super().send_response(code, message)  # type: ignore[misc]
+
+    def _dispatch(self, method: str) -> None:
+        raise NotImplementedError
+
+    def _handle(self, method: str) -> None:
+        self.status = 0
+        try:
+            self._dispatch(method)
+        finally:
+            fault = self.server.owner.drop_after_error
+            if self.status >= 400 and fault:
+                self.doomed = fault
+
+    def _cut_if_doomed(self) -> bool:
+        if self.doomed is None:
+            return False
+        self.close_connection = True
+        cut(self.connection, self.doomed)
+        return True

@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tests.servers._loopback import LoopbackServer
+from tests.servers._loopback import DropsAfterError, LoopbackServer
 
 __all__ = ["AnthropicTestServer", "split_pieces"]
 
@@ -56,6 +56,7 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "error_type": "overloaded_error",
     "fail_status": None,
     "models_status": None,
+    "drop_after_error": None,
 }
 
 #: HTTP status -> (error type, message), as the API words them.
@@ -166,7 +167,7 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(DropsAfterError, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "AnthropicTestServer/1.0"
     server: _HTTPServer
@@ -241,10 +242,10 @@ class _Handler(BaseHTTPRequestHandler):
     # -- dispatch -------------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._dispatch("GET")
+        self._handle("GET")
 
     def do_POST(self) -> None:
-        self._dispatch("POST")
+        self._handle("POST")
 
     def _dispatch(self, method: str) -> None:
         owner = self.server.owner
@@ -259,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
         secret = {"authorization", "x-api-key"}
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in secret}
         owner._record(method, self.path, headers, parsed)
+        if self._cut_if_doomed():
+            return
 
         if not self._check_headers(owner):
             return
@@ -513,6 +516,8 @@ class AnthropicTestServer(LoopbackServer):
     - ``fail_status``: answer with this HTTP status and the API's error body (400, 401,
       403, 404, 429 rate limit, 500, 529 overloaded, ...).
     - ``models_status``: answer ``GET /v1/models`` with this HTTP status instead.
+    - ``drop_after_error``: ``"close"`` or ``"reset"``: after an error answer, cut the next
+      request on that connection unanswered (see ``DropsAfterError``).
     """
 
     thread_name = "AnthropicTestServer"
@@ -533,6 +538,7 @@ class AnthropicTestServer(LoopbackServer):
         self.error_type: str = "overloaded_error"
         self.fail_status: int | None = None
         self.models_status: int | None = None
+        self.drop_after_error: str | None = None
         self.disconnected = threading.Event()
 
         self._init_loopback("127.0.0.1", port)

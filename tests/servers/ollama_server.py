@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.servers._loopback import LoopbackServer
+from tests.servers._loopback import LoopbackServer, cut
 
 __all__ = ["DEFAULT_LIBRARY", "FakeModel", "OllamaTestServer"]
 
@@ -611,6 +611,10 @@ class OllamaTestServer(LoopbackServer):
         self.stall_seconds: float = DEFAULT_STALL_SECONDS
         self.pull_drop_after_bytes: int | None = None
         self.pull_delay: float = 0.0
+        #: After an error answer, keep the connection open but cut the next request on it
+        #: unanswered: ``"close"`` (FIN) or ``"reset"`` (RST), as a server that closed the
+        #: keep-alive connection looks to a client that reuses it.
+        self.drop_after_error: str | None = None
         self._route_table = self._routes()
 
         for lib_name, layers in (DEFAULT_LIBRARY if library is None else library).items():
@@ -643,6 +647,7 @@ class OllamaTestServer(LoopbackServer):
         self.stall_seconds = DEFAULT_STALL_SECONDS
         self.pull_drop_after_bytes = None
         self.pull_delay = 0.0
+        self.drop_after_error = None
 
     # ------------------------------------------------------------------ observability
 
@@ -1227,6 +1232,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
     responded = False
+    status = 0
+    #: Set by the ``drop_after_error`` fault: the next request on this connection is cut.
+    doomed: str | None = None
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):
@@ -1238,6 +1246,7 @@ class _Handler(BaseHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         """Like Go's net/http: a Date header, no Server header."""
         self.responded = True
+        self.status = code
         self.send_response_only(code, message)
         self.send_header("Date", self.date_time_string())
 
@@ -1321,7 +1330,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         owner._record(method, path, parsed)
+        if self.doomed is not None:
+            self.close_connection = True
+            cut(self.connection, self.doomed)
+            return
         self.responded = False
+        self.status = 0
         try:
             if not _host_allowed(self.headers.get("Host", "")):
                 self.send_bytes(403, b"", None)
@@ -1355,6 +1369,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 with contextlib.suppress(_ClientGone):
                     self.send_json(500, {"error": f"ollama test server: {exc!r}"})
+        finally:
+            if self.status >= 400 and owner.drop_after_error:
+                self.doomed = owner.drop_after_error
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
 

@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tests.servers._loopback import DropsAfterError
+
 __all__ = ["OpenAITestServer", "split_pieces"]
 
 _MODEL_CREATED = 1_700_000_000
@@ -51,6 +53,7 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "error_after": None,
     "fail_status": None,
     "include_usage_ignored": False,
+    "drop_after_error": None,
 }
 
 _FAIL_BODIES: dict[int, tuple[str, str, str | None]] = {
@@ -147,7 +150,7 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(DropsAfterError, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "OpenAITestServer/1.0"
     server: _HTTPServer
@@ -220,19 +223,19 @@ class _Handler(BaseHTTPRequestHandler):
     # -- dispatch -------------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._dispatch("GET")
+        self._handle("GET")
 
     def do_POST(self) -> None:
-        self._dispatch("POST")
+        self._handle("POST")
 
     def do_PUT(self) -> None:
-        self._dispatch("PUT")
+        self._handle("PUT")
 
     def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
+        self._handle("DELETE")
 
     def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
+        self._handle("PATCH")
 
     def _dispatch(self, method: str) -> None:
         owner = self.server.owner
@@ -246,6 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
                 bad_json = True
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
         owner._record(method, self.path, headers, parsed)
+        if self._cut_if_doomed():
+            return
 
         if not self._check_auth(owner):
             return
@@ -598,7 +603,10 @@ class OpenAITestServer:
       ``data: {"error": {..., "type": "server_error"}}`` and end the body.
     - ``fail_status``: answer chat completions with this HTTP status and an OpenAI-shaped
       error body (429 rate limit, 500, 503, ...) instead of a completion.
-    - ``include_usage_ignored``: ignore ``stream_options.include_usage`` (old servers).
+    - ``include_usage_ignored``: ignore ``stream_options.include_usage`` (old servers,
+      llama.cpp's server).
+    - ``drop_after_error``: ``"close"`` or ``"reset"``: after an error answer, cut the next
+      request on that connection unanswered (see ``DropsAfterError``).
     """
 
     def __init__(
@@ -620,6 +628,7 @@ class OpenAITestServer:
         self.error_after: int | None = None
         self.fail_status: int | None = None
         self.include_usage_ignored: bool = False
+        self.drop_after_error: str | None = None
         self.disconnected = threading.Event()
 
         self._port = port
