@@ -9,14 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from traitlets.config import Config
 
 from tests.servers.hub_server import HubTestServer, patch_hub_endpoint
-from tests.test_server_extension import (  # noqa: F401 - fixtures
-    api,
-    extra_server_config,
-    jp_server_config,
-    wait_until,
-)
+from tests.test_server_extension import api, wait_until  # noqa: F401 - api is a fixture
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -50,6 +46,11 @@ def localmind_config(isolated_home: Path, hub: HubTestServer, tmp_path: Path) ->
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture
+def jp_server_config(localmind_config: Path) -> Config:
+    return Config({"ServerApp": {"jpserver_extensions": {"localmind_jupyter": True}}})
 
 
 async def test_download_right_after_cancel_is_a_new_download_that_finishes(api, hub):
