@@ -154,7 +154,10 @@ def load_config(
                 "config file not found; create it or unset LOCALMIND_CONFIG", path=str(file)
             )
         return LocalMindConfig(backends=default_backends())
+    from .config_yaml import check_size
+
     try:
+        check_size(file.stat().st_size, str(file))
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the config file ({exc})", path=str(file)) from None
@@ -164,23 +167,12 @@ def load_config(
 def parse_config(
     text: str, source: Path | None = None, known_types: Sequence[str] | None = None
 ) -> LocalMindConfig:
-    import yaml
     from pydantic import TypeAdapter, ValidationError
 
+    from .config_yaml import load_yaml
+
     where = str(source) if source else "<config>"
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(
-            f"invalid YAML: {problem} (check indentation, colons and quotes)",
-            path=where,
-            line=mark.line + 1 if mark else None,
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", path=where) from None
+    data, node = load_yaml(text, where)  # bounded (aliases, depth), parsed once per text
 
     lines = _key_lines(node) if node is not None else {}
     if data is None:

@@ -52,12 +52,17 @@ class KernelSession:
         if self._downloads is None:
             from .core.downloads import DownloadManager
 
-            self._downloads = DownloadManager(self.loader.get)
+            # The current loader's backends, also after a reload: the manager (its running
+            # downloads, history and listening panels) lives as long as the session.
+            self._downloads = DownloadManager(lambda name: self.loader.get(name))
         return self._downloads
 
     def reload(self) -> None:
-        """Re-read the config and rebuild the backends (after editing config.yaml)."""
-        self._loader = self._registry = self._downloads = None
+        """Re-read the config and rebuild the backends (after editing config.yaml).
+
+        Downloads keep running and open panels keep seeing new ones.
+        """
+        self._loader = self._registry = None
 
     # --- models -------------------------------------------------------------------------------
     def default_spec(self, configured_default: str | None) -> str:

@@ -2,8 +2,13 @@
 
 Each download runs on its own thread so the kernel (or the Jupyter server's event
 loop) is never blocked; a second request for the same model joins the running
-one; at most ``max_concurrent`` transfer at once and the rest wait in a queue.
-Subscribers get throttled progress, every phase change and the final state.
+one, unless that one is being cancelled: then it is a new download, which waits for
+the cancelled one to stop before it transfers. At most ``max_concurrent`` transfer
+at once and the rest wait in a queue. Subscribers get throttled progress, every
+phase change and the final state; the manager's own listeners hear of every new
+download, so every open panel shows downloads started anywhere in the process.
+Nothing grows for the life of the process: the history keeps the running downloads
+and the last ``max_history`` finished ones, and every listener list is bounded.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 from ..backends.base import BaseBackend, DownloadProgress
 from ..errors import LocalMindError
+from .listeners import Listeners
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +64,22 @@ class DownloadStatus:
 
 
 Subscriber = Callable[[DownloadStatus], None]
+StartListener = Callable[["Download"], None]
+
+#: Watchers one download or one manager keeps; more drops the oldest (see listeners.py).
+MAX_LISTENERS = 64
 
 
 class Download:
     """One transfer and everyone watching it."""
 
-    def __init__(self, manager: DownloadManager, backend: BaseBackend, model: str) -> None:
+    def __init__(
+        self,
+        manager: DownloadManager,
+        backend: BaseBackend,
+        model: str,
+        after: Download | None = None,
+    ) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.backend = backend
         self.model = model
@@ -71,7 +87,11 @@ class Download:
         self._manager = manager
         self._lock = threading.Lock()
         self._finished = threading.Event()
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: Listeners[DownloadStatus] = Listeners(
+            MAX_LISTENERS, f"watchers of download {self.id}"
+        )
+        #: A cancelled download of the same model still stopping: this one waits for it.
+        self._after = after
         self._window: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
         self._state = QUEUED
@@ -107,15 +127,28 @@ class Download:
             )
 
     def subscribe(self, callback: Subscriber) -> None:
-        """Watch this download; the callback gets the current state at once."""
-        with self._lock:
-            self._subscribers.append(callback)
+        """Watch this download; the callback gets the current state at once.
+
+        A finished download sends no more events, so its watchers are not kept.
+        """
+        if not self._finished.is_set():
+            self._subscribers.add(callback)
+            if self._finished.is_set():  # it ended meanwhile, after letting its watchers go
+                self._subscribers.remove(callback)
         _call(callback, self.snapshot())
 
     def unsubscribe(self, callback: Subscriber) -> None:
-        with self._lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
+        self._subscribers.remove(callback)
+
+    @property
+    def watchers(self) -> int:
+        """How many callbacks watch this download now (none once it has finished)."""
+        return len(self._subscribers)
+
+    @property
+    def cancelling(self) -> bool:
+        """Cancel was asked and the transfer has not stopped yet."""
+        return self.cancel_event.is_set() and not self._finished.is_set()
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -148,6 +181,11 @@ class Download:
             self._last_emit = now
         self._emit()
 
+    def _set_status(self, status: str) -> None:
+        with self._lock:
+            self._status = status
+        self._emit()
+
     def _set_state(
         self, state: str, *, error: str | None = None, status: str | None = None
     ) -> None:
@@ -165,17 +203,23 @@ class Download:
         self._emit()
         if state in FINAL_STATES:
             self._finished.set()
+            self._subscribers.clear()  # no more events: let the watchers go
 
     def _emit(self) -> None:
-        snapshot = self.snapshot()
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            _call(callback, snapshot)
+        self._subscribers.emit(self.snapshot())
 
     def _run(self) -> None:
         manager = self._manager
         try:
+            # A cancelled transfer of the same model must stop before this one starts,
+            # or both would write the same files.
+            if self._after is not None:
+                self._set_status("waiting for the cancelled download to stop")
+                while not self._after._finished.wait(timeout=0.05):
+                    if self.cancel_event.is_set():
+                        self._set_state(CANCELLED, status="cancelled while queued")
+                        return
+                self._after = None
             # Wait for a free slot, but notice a cancel while still queued.
             while not manager._slots.acquire(timeout=0.05):
                 if self.cancel_event.is_set():
@@ -232,33 +276,62 @@ class DownloadManager:
         max_concurrent: int = 2,
         throttle: float = 0.1,
         speed_window: float = 5.0,
+        max_history: int = 50,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
+        if max_history < 0:
+            raise ValueError("max_history must be 0 or more")
         self.get_backend = get_backend
         self.max_concurrent = max_concurrent
         self.throttle = throttle
         self.speed_window = speed_window
+        #: Finished downloads remembered (running ones always are); older ones are forgotten.
+        self.max_history = max_history
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._lock = threading.Lock()
         self._active: dict[tuple[str, str], Download] = {}
         self._all: dict[str, Download] = {}
+        self._finished_ids: deque[str] = deque()
+        self._listeners: Listeners[Download] = Listeners(
+            MAX_LISTENERS, "listeners of new downloads"
+        )
+
+    def subscribe(self, listener: StartListener) -> None:
+        """Call ``listener(download)`` for every download started from now on, by anyone.
+
+        It runs on the thread that called :meth:`start`, before the transfer begins;
+        it is not called when a request joins a running download.
+        """
+        self._listeners.add(listener)
+
+    def unsubscribe(self, listener: StartListener) -> None:
+        self._listeners.remove(listener)
+
+    @property
+    def listeners(self) -> int:
+        """How many callbacks hear of new downloads (each open downloads panel is one)."""
+        return len(self._listeners)
 
     def start(self, backend: str, model: str, subscriber: Subscriber | None = None) -> Download:
         """Start (or join) the download of ``model`` from ``backend``; returns at once.
 
-        Raises only for a backend that cannot be used; download failures arrive as
-        the ``failed`` state with the error message.
+        A download being cancelled is not joined: this starts a new one, which waits
+        for the cancelled one to stop. Raises only for a backend that cannot be used;
+        download failures arrive as the ``failed`` state with the error message.
         """
         backend_obj = self.get_backend(backend)
         key = (backend_obj.name, model)
         with self._lock:
             download = self._active.get(key)
-            joined = download is not None
-            if download is None:
-                download = Download(self, backend_obj, model)
+            joined = download is not None and not download.cancel_event.is_set()
+            if not joined:
+                download = Download(self, backend_obj, model, after=download)
                 self._active[key] = download
                 self._all[download.id] = download
+        assert download is not None
+        if not joined:
+            self._listeners.emit(download)
         if subscriber is not None:
             download.subscribe(subscriber)
         if not joined:
@@ -286,7 +359,11 @@ class DownloadManager:
         return True
 
     def _forget(self, download: Download) -> None:
+        """A download ended: no longer joinable; the oldest finished ones leave the history."""
         with self._lock:
             key = (download.backend.name, download.model)
             if self._active.get(key) is download:
                 del self._active[key]
+            self._finished_ids.append(download.id)
+            while len(self._finished_ids) > self.max_history:
+                self._all.pop(self._finished_ids.popleft(), None)

@@ -205,6 +205,7 @@ class ModelCatalog(widgets.VBox):
             children.append(self.downloads)
         assert self.downloads is not None
         self.downloads.on_finished(self._download_finished)
+        self.downloads.on_changed(self._download_finished)  # redraws "downloading" on the row
         self.children = children
         self.layout.width = "100%"
 
@@ -268,6 +269,8 @@ class ModelCatalog(widgets.VBox):
             parts = [r.box for r in self._rows.values()] + list(self._headers.values())
         for part in parts:
             close_tree(part)
+        if self.downloads is not None:  # a shared panel outlives this catalog
+            self.downloads.remove_listener(self._download_finished)
         close_tree(self)
 
     # --- selection and actions ------------------------------------------------------------------

@@ -6,6 +6,10 @@ apart (default 0.1 s, so about ten updates a second) plus once at every phase
 change and at the end, whatever rate the backend reports at. The bar never moves
 backwards: when a backend announces another layer the total grows, and the bar
 waits for the bytes to catch up instead of dropping.
+
+A panel shows every download of the kernel, wherever it was started (another panel,
+``%localmind pull``): it listens to the manager's "download started" event until it
+is closed. It keeps at most ``max_finished_rows`` finished rows (the oldest go).
 """
 
 from __future__ import annotations
@@ -17,7 +21,17 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..core.downloads import CANCELLED, DONE, FAILED, QUEUED, Download, DownloadStatus
+from ..core.downloads import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    MAX_LISTENERS,
+    QUEUED,
+    Download,
+    DownloadManager,
+    DownloadStatus,
+)
+from ..core.listeners import Listeners
 from ..session import KernelSession, get_session
 from . import _style as s
 from ._tree import close_tree
@@ -48,6 +62,7 @@ class DownloadRow:
         redact: s.Redactor,
         on_final: Callable[[DownloadRow, DownloadStatus], None],
         on_dismiss: Callable[[DownloadRow], None],
+        on_cancel: Callable[[DownloadRow], None] | None = None,
     ) -> None:
         self.download = download
         self.backend = download.backend.name
@@ -59,6 +74,7 @@ class DownloadRow:
         self._redact = redact
         self._on_final = on_final
         self._on_dismiss = on_dismiss
+        self._on_cancel = on_cancel
         self._lock = threading.Lock()
         self._last_draw = 0.0
         self._last_phase: str | None = None
@@ -235,12 +251,16 @@ class DownloadRow:
         self.download.cancel()
         self.button.disabled = True
         self.button.description = "Cancelling…"
+        if self._on_cancel is not None:
+            self._on_cancel(self)
 
 
 class DownloadProgress(widgets.VBox):
-    """Every download started here (or running when this was built), several at once.
+    """Every download of the kernel (running when this was built or started later), several
+    at once; with ``attach_running=False`` only the ones started or tracked through it.
 
-    Finished and failed rows stay, with their outcome, until dismissed or cleared.
+    Finished and failed rows stay, with their outcome, until dismissed or cleared; past
+    ``max_finished_rows`` the oldest finished row goes.
     """
 
     def __init__(
@@ -249,13 +269,22 @@ class DownloadProgress(widgets.VBox):
         session: KernelSession | None = None,
         min_interval: float = 0.1,
         attach_running: bool = True,
+        max_finished_rows: int = 50,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.session = session if session is not None else get_session()
         self.min_interval = min_interval
+        self.max_finished_rows = max_finished_rows
         self.rows: dict[str, DownloadRow] = {}
-        self._listeners: list[FinishedListener] = []
+        self._listeners: Listeners[DownloadStatus] = Listeners(
+            MAX_LISTENERS, "listeners of a downloads panel"
+        )
+        self._changed: Listeners[DownloadStatus] = Listeners(
+            MAX_LISTENERS, "listeners of a downloads panel"
+        )
+        self._manager: DownloadManager | None = None
+        self._closed = False
         self._lock = threading.RLock()
         self.redact = s.Redactor.from_session(self.session)
 
@@ -281,7 +310,7 @@ class DownloadProgress(widgets.VBox):
         self.children = [header, self.empty, self._rows_box, self.message]
         self.layout.width = "100%"
         if attach_running:
-            self._attach_running()
+            self._follow_kernel()
 
     # --- public -------------------------------------------------------------------------------
     def start(self, backend: str, model: str) -> Download:
@@ -305,10 +334,12 @@ class DownloadProgress(widgets.VBox):
                 redact=self.redact,
                 on_final=self._row_finished,
                 on_dismiss=self.dismiss,
+                on_cancel=self._row_cancelled,
             )
             self.rows[download.id] = row
             self._show_rows()
         download.subscribe(row.update)  # outside our lock: it calls back at once
+        self._changed.emit(download.snapshot())
         return row
 
     def row_for(self, backend: str, model: str) -> DownloadRow | None:
@@ -318,12 +349,21 @@ class DownloadProgress(widgets.VBox):
         return found[-1] if found else None
 
     def active(self, backend: str, model: str) -> bool:
+        """A download of it runs (one being cancelled does not count: it may start again)."""
         row = self.row_for(backend, model)
-        return row is not None and not row.finished
+        return row is not None and not row.finished and not row.download.cancelling
 
     def on_finished(self, callback: FinishedListener) -> None:
         """Call ``callback(final_status)`` when a download ends, on the download's thread."""
-        self._listeners.append(callback)
+        self._listeners.add(callback)
+
+    def on_changed(self, callback: FinishedListener) -> None:
+        """Call ``callback(status)`` when a row appears or its download is being cancelled."""
+        self._changed.add(callback)
+
+    def remove_listener(self, callback: FinishedListener) -> None:
+        self._listeners.remove(callback)
+        self._changed.remove(callback)
 
     def dismiss(self, row: DownloadRow) -> None:
         if not row.finished:
@@ -340,29 +380,47 @@ class DownloadProgress(widgets.VBox):
 
     def close(self) -> None:
         """Stop watching the downloads (they keep running) and close every row."""
+        self._closed = True
+        if self._manager is not None:
+            self._manager.unsubscribe(self._download_started)
+        self._listeners.clear()
+        self._changed.clear()
         for row in list(self.rows.values()):
             row.download.unsubscribe(row.update)
         close_tree(self)
 
     # --- internals ----------------------------------------------------------------------------
-    def _attach_running(self) -> None:
-        """Show downloads already running in this kernel (e.g. from ``%localmind pull``)."""
+    def _follow_kernel(self) -> None:
+        """Show the downloads running in this kernel and every one started from now on."""
         try:
             manager = self.session.downloads
+            manager.subscribe(self._download_started)  # first, so none is missed
             running = [st.id for st in manager.downloads() if not st.finished]
         except Exception:  # noqa: BLE001 - a broken config is reported by the other widgets
             return
+        self._manager = manager
         for download_id in running:
             download = manager.get(download_id)
             if download is not None:
                 self.track(download)
+
+    def _download_started(self, download: Download) -> None:
+        if not self._closed:
+            self.track(download)
+
+    def _row_cancelled(self, row: DownloadRow) -> None:
+        self._changed.emit(row.download.snapshot())
 
     def _show_rows(self) -> None:
         self._rows_box.children = [row.box for row in self.rows.values()]
         self.empty.layout.display = "none" if self.rows else None
 
     def _row_finished(self, row: DownloadRow, status: DownloadStatus) -> None:
-        for callback in list(self._listeners):
+        with self._lock:
+            finished = [r for r in self.rows.values() if r.finished]
+        for old in finished[: max(0, len(finished) - self.max_finished_rows)]:
+            self.dismiss(old)
+        for callback in self._listeners.snapshot():
             try:
                 callback(status)
             except Exception as exc:  # noqa: BLE001 - shown, never lost in a thread
