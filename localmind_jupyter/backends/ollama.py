@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
+from ..secrets import register_url
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -107,6 +108,7 @@ class OllamaBackend(BaseBackend):
 
     def setup(self) -> None:
         configured = self.settings.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_BASE_URL
+        register_url(configured)  # OLLAMA_HOST may carry user:password@ too
         configured, self._auth = split_credentials(configured)
         self.base_url = normalize_host(configured)
         self._client: httpx.Client | None = None

@@ -68,6 +68,9 @@ _FAIL_BODIES: dict[int, tuple[str, str, str | None]] = {
     503: ("The engine is currently overloaded, please try again later.", "server_error", None),
 }
 
+#: The request headers that carry keys, recorded apart from ``requests``.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
+
 _PIECE_RE = re.compile(r"\s*\S+\s*|\s+")
 
 
@@ -246,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
                 bad_json = True
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
         owner._record(method, self.path, headers, parsed)
+        owner._record_credentials(method, self.path, self.headers)
 
         if not self._check_auth(owner):
             return
@@ -625,6 +629,7 @@ class OpenAITestServer:
         self._port = port
         self._lock = threading.Lock()
         self._requests: list[tuple[str, str, dict[str, str], Any]] = []
+        self._credentials: list[tuple[str, str, dict[str, str]]] = []
         self._last_params: dict[str, Any] = {}
         self._disconnects = 0
         self._chunks_sent = 0
@@ -692,6 +697,16 @@ class OpenAITestServer:
             return list(self._requests)
 
     @property
+    def credentials(self) -> list[tuple[str, str, dict[str, str]]]:
+        """``(method, path, credential_headers)`` of every request: what a key leak looks like.
+
+        The credential headers are ``authorization``, ``x-api-key`` and ``api-key``, lower-cased,
+        only those the request carried.
+        """
+        with self._lock:
+            return list(self._credentials)
+
+    @property
     def last_params(self) -> dict[str, Any]:
         """Sampling/limit parameters of the last valid chat completion request."""
         with self._lock:
@@ -725,6 +740,11 @@ class OpenAITestServer:
     def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
         with self._lock:
             self._requests.append((method, path, headers, body))
+
+    def _record_credentials(self, method: str, path: str, headers: Any) -> None:
+        found = {k.lower(): v for k, v in headers.items() if k.lower() in _CREDENTIAL_HEADERS}
+        with self._lock:
+            self._credentials.append((method, path, found))
 
     def _record_params(self, body: dict[str, Any]) -> None:
         keys = (
