@@ -115,6 +115,8 @@ def _variants(secret: str) -> set[str]:
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         repr(secret)[1:-1],
+        repr(f"{secret}'\"")[1:-4],  # inside a repr that had to escape its quotes
+        quote(secret),
         quote(secret, safe=""),
         quote_plus(secret, safe=""),
         html.escape(secret),

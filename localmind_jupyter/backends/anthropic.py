@@ -51,7 +51,7 @@ FINISH_REASONS: dict[str, str] = {
 @dataclass(frozen=True)
 class AnthropicSettings(BackendSettings):
     #: Else ``ANTHROPIC_BASE_URL``, else Anthropic's own API.
-    base_url: str | None = None
+    base_url: str | None = field(default=None, repr=False)  # may carry user:password@
     #: Write ``${MY_KEY}`` in config.yaml rather than the key itself. Unset: ``ANTHROPIC_API_KEY``,
     #: but only for Anthropic's own API; any other server gets no key (see docs/backends.md).
     api_key: str | None = field(default=None, repr=False)

@@ -53,7 +53,7 @@ class OpenAISettings(BackendSettings):
     #: ``openai``, ``vllm``, ``lmstudio`` or ``llamacpp``: picks the default base URL.
     preset: str | None = None
     #: Else ``OPENAI_BASE_URL``, else the preset's URL, else OpenAI's.
-    base_url: str | None = None
+    base_url: str | None = field(default=None, repr=False)  # may carry user:password@
     #: Write ``${MY_KEY}`` in config.yaml rather than the key itself. Unset: ``OPENAI_API_KEY``,
     #: but only for OpenAI's own API; any other server gets no key (see docs/backends.md).
     api_key: str | None = field(default=None, repr=False)

@@ -51,6 +51,7 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "error_after": None,
     "fail_status": None,
     "include_usage_ignored": False,
+    "echo_credentials": False,
 }
 
 _FAIL_BODIES: dict[int, tuple[str, str, str | None]] = {
@@ -206,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
         param: str | None = None,
         code: str | None = None,
     ) -> None:
+        if self.server.owner.echo_credentials:  # as careless proxies do
+            message += f" (request headers: {dict(self.headers.items())})"
         self._send_json(status, _error_body(message, type_, param, code))
 
     def _write_chunk(self, data: bytes) -> None:
@@ -624,6 +627,8 @@ class OpenAITestServer:
         self.error_after: int | None = None
         self.fail_status: int | None = None
         self.include_usage_ignored: bool = False
+        #: Quote the request's headers, credentials included, in every error message.
+        self.echo_credentials: bool = False
         self.disconnected = threading.Event()
 
         self._port = port
