@@ -196,16 +196,21 @@ def register_config(config: Any) -> None:
         register_settings(settings)
 
 
+_env_cache: tuple[int, tuple[str, ...]] = (0, ())
+
+
 def _env_forms() -> tuple[str, ...]:
+    """The secret-named environment variables' values; rescanned only when the env changed."""
+    global _env_cache
+    raw = getattr(os.environ, "_data", None)  # decoding every variable per call is slow
+    fingerprint = hash(tuple(raw.items())) if isinstance(raw, dict) else 0
+    if fingerprint and fingerprint == _env_cache[0]:
+        return _env_cache[1]
     values = [
         v for k, v in list(os.environ.items()) if len(v) >= _MIN_ENV_SECRET and is_secret_key(k)
     ]
-    return _env_forms_of(tuple(values))
-
-
-@functools.lru_cache(maxsize=8)
-def _env_forms_of(values: tuple[str, ...]) -> tuple[str, ...]:
-    return _forms(values)
+    _env_cache = (fingerprint, _forms(values))
+    return _env_cache[1]
 
 
 # --- masking ----------------------------------------------------------------------------------
@@ -239,7 +244,8 @@ def redact(text: Any, *extra: str | None) -> str:
     text = str(text)
     if not text:
         return text
-    text = mask_url_password(text)
+    if "//" in text:
+        text = mask_url_password(text)
     if "=" in text:
         text = _QUERY_PARAM.sub(_mask_param, text)
     text = _AUTH_SCHEME.sub(rf"\g<scheme> {MASK}", text)

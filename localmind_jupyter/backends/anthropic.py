@@ -99,7 +99,7 @@ class AnthropicBackend(BaseBackend):
         setting = f"backends.{self.name}.settings.api_key"
         if self._official:
             return f"set ANTHROPIC_API_KEY or {setting}"
-        return f"set {setting} (ANTHROPIC_API_KEY is sent only to Anthropic's own API)"
+        return f"set {setting} (ANTHROPIC_API_KEY is sent only to api.anthropic.com)"
 
     @property
     def client(self) -> anthropic.Anthropic:

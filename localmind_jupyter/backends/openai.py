@@ -98,7 +98,7 @@ class OpenAIBackend(BaseBackend):
         setting = f"backends.{self.name}.settings.api_key"
         if self._environment_key() is not None or self.is_openai_cloud:
             return f"set OPENAI_API_KEY or {setting}"
-        return f"set {setting} (e.g. '${{VLLM_API_KEY}}'; OPENAI_API_KEY is sent only to OpenAI)"
+        return f"set {setting} (OPENAI_API_KEY is sent only to api.openai.com)"
 
     def _default_base_url(self) -> str:
         """``OPENAI_BASE_URL`` (for the openai type), else the preset's URL."""
@@ -214,7 +214,7 @@ class OpenAIBackend(BaseBackend):
             why = "connection refused" if "refused" in str(exc.__cause__).lower() else "no answer"
             return False, f"{why} at {self.base_url}"
         except openai.AuthenticationError:
-            return False, f"{self.base_url} rejected the API key (HTTP 401) — {self._key_hint()}"
+            return False, f"{self.base_url} rejected the API key (HTTP 401)"
         except openai.APIStatusError as exc:
             if self.settings.models:
                 return True, None  # the server cannot list, but models are configured
