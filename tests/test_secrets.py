@@ -462,6 +462,32 @@ def test_backends_and_config_commands_show_no_secret(ip, secret_config, capsys):
     assert re.search(r"lan\s+openai\s+available", shown)
 
 
+def test_widgets_show_no_secret(secret_config):
+    from ipywidgets.widgets import widget as widget_module
+
+    from localmind_jupyter.session import reset_session
+    from localmind_jupyter.widgets import ModelManager
+
+    reset_session()
+    try:
+        panel = ModelManager()
+        assert panel.wait(15)
+        panel.catalog.select("vllm", "gpt-test")
+        panel.catalog.use()
+        shown = "\n".join(
+            repr(value)
+            for instance in list(widget_module._instances.values())
+            for value in instance.get_state().values()
+        )
+        assert "http://****@127.0.0.1" in shown and "tensorrt" in shown
+        for leak in LEAKS:
+            assert leak not in shown, leak
+    finally:
+        reset_session()
+        for instance in list(widget_module._instances.values()):
+            instance.close()
+
+
 # --- the REST API -----------------------------------------------------------------------------
 @pytest.fixture
 def jp_server_config(secret_config: Path) -> Any:
