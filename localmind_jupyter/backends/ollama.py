@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
-from ..secrets import register_url
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -107,6 +106,8 @@ class OllamaBackend(BaseBackend):
     settings: OllamaSettings
 
     def setup(self) -> None:
+        from ..secrets import register_url
+
         configured = self.settings.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_BASE_URL
         register_url(configured)  # OLLAMA_HOST may carry user:password@ too
         configured, self._auth = split_credentials(configured)
