@@ -16,6 +16,7 @@ It also decides which key may go to which server (:func:`vendor_key`).
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import itertools
@@ -148,9 +149,12 @@ def url_secrets(text: str) -> list[str]:
     found: list[str] = []
     for match in _USERINFO.finditer(text):
         userinfo = match.group("userinfo")
-        _, _, password = userinfo.partition(":")
+        user, _, password = userinfo.partition(":")
         for part in (userinfo, password):
             found.extend(p for p in {part, unquote(part)} if len(p) >= _MIN_SECRET)
+        # What httpx sends for them: ``Authorization: Basic base64(user:password)``.
+        basic = f"{unquote(user)}:{unquote(password)}".encode()
+        found.append(base64.b64encode(basic).decode("ascii"))
     return found
 
 

@@ -8,6 +8,7 @@ API — are driven against the loopback servers with passwords in their URLs.
 from __future__ import annotations
 
 import ast
+import base64
 import html
 import io
 import json
@@ -371,8 +372,10 @@ def test_url_passwords_and_keys_never_show_server_up(cls, password, status):
         base = server.base_url if cls is not AnthropicBackend else server.base_url + "/"
         backend = cls({"base_url": with_password(base, password), "api_key": VLLM_KEY})
         texts = backend_texts(backend, "gpt-test")
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()  # httpx sends URL creds
     for text in texts:
         assert password not in text and "alice" not in text and VLLM_KEY not in text, text
+        assert basic not in text, text
 
 
 def test_the_server_really_echoes_the_key():
