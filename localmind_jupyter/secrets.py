@@ -217,6 +217,12 @@ def _env_forms() -> tuple[str, ...]:
     return _env_cache[1]
 
 
+@functools.lru_cache(maxsize=32)
+def _merged_forms(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    """Longest first across both: a key inside a longer secret must not cut that one apart."""
+    return tuple(sorted(set(first) | set(second), key=len, reverse=True))
+
+
 # --- masking ----------------------------------------------------------------------------------
 #: ``scheme://USERINFO@``: everything up to the last ``@`` before the host's first ``/ ? #``.
 _USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://|^//)(?P<userinfo>[^\s/?#'\"<>]*)@", re.I)
@@ -253,10 +259,10 @@ def redact(text: Any, *extra: str | None) -> str:
     if "=" in text:
         text = _QUERY_PARAM.sub(_mask_param, text)
     text = _AUTH_SCHEME.sub(rf"\g<scheme> {MASK}", text)
-    forms: tuple[str, ...] = _REGISTRY.forms() + _env_forms()
+    forms = _merged_forms(_REGISTRY.forms(), _env_forms())
     if extra:
-        forms = _forms(s for value in extra for s in secret_values(value)) + forms
-    for form in sorted(forms, key=len, reverse=True) if extra else forms:
+        forms = _merged_forms(_forms(s for value in extra for s in secret_values(value)), forms)
+    for form in forms:
         if form in text:
             text = text.replace(form, MASK)
     return text

@@ -226,6 +226,15 @@ def test_harmless_names_stay_visible(name):
     assert mask_secrets({name: 512}) == {name: 512}
 
 
+def test_a_secret_inside_a_longer_one_does_not_cut_it_apart(monkeypatch):
+    secrets.register("abcd-1234")
+    monkeypatch.setenv("OTHER_API_KEY", "xx-abcd-1234-yy")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false-but-long")  # not a secret name
+    assert redact("got xx-abcd-1234-yy, abcd-1234 and false-but-long") == (
+        "got ****, **** and false-but-long"
+    )
+
+
 def test_env_references_stay_visible_and_camel_case_is_understood():
     assert mask_secrets({"api_key": "${VLLM_API_KEY}"}) == {"api_key": "${VLLM_API_KEY}"}
     assert is_secret_key("apiKey") and is_secret_key("APIKey") and is_secret_key("accessToken")
