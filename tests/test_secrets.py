@@ -402,7 +402,9 @@ def test_the_server_really_echoes_the_key():
 
 
 def test_a_raw_slash_in_a_url_password_is_a_clear_error():
-    for cls in CLASSES:
+    from localmind_jupyter.backends.ollama import OllamaBackend
+
+    for cls in [*CLASSES, OllamaBackend]:
         with pytest.raises(ConfigError, match="percent-encode") as info:
             cls({"base_url": "http://alice:pa/ss-word@127.0.0.1:1/v1"})
         assert "pa/ss" not in str(info.value) and "ss-word" not in str(info.value)
