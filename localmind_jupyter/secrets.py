@@ -345,9 +345,11 @@ def get_logger(name: str) -> logging.Logger:
 #: The package's modules that log; their loggers are redacted from the start, wherever
 #: the records go (tests/test_secrets.py keeps this list complete).
 LOGGING_MODULES = (
+    "localmind_jupyter.backends._retry",
     "localmind_jupyter.backends.gguf",
     "localmind_jupyter.backends.transformers",
     "localmind_jupyter.core.downloads",
+    "localmind_jupyter.core.listeners",
     "localmind_jupyter.server.handlers",
     "localmind_jupyter.server.state",
     "localmind_jupyter.server.streaming",
