@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 from .paths import config_path
-from .secrets import is_secret_key, mask_url_password
+from .secrets import mask_secrets
 
 #: The model a fresh install answers with: no server, no key.
 EMBEDDED_DEFAULT_MODEL = "transformers:smollm2-135m-instruct"
@@ -92,19 +92,6 @@ class LocalMindConfig:
         for backend in data["backends"].values():
             backend["settings"] = mask_secrets(backend["settings"])
         return data
-
-
-def mask_secrets(value: Any, key: str = "") -> Any:
-    """Replace the values of secret-looking keys; ``${ENV}`` references are not secrets."""
-    if isinstance(value, Mapping):
-        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_secrets(v, key) for v in value]
-    if is_secret_key(key) and value and not (isinstance(value, str) and _ENV_REF.fullmatch(value)):
-        return "****"
-    if isinstance(value, str):
-        return mask_url_password(value)
-    return value
 
 
 def _interpolate(value: Any, config: LocalMindConfig, key: str) -> Any:

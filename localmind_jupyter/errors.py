@@ -6,9 +6,18 @@ reading them are in a notebook, not a debugger.
 
 from __future__ import annotations
 
+from .secrets import redact
+
 
 class LocalMindError(Exception):
-    """Base of every error LocalMind raises on purpose."""
+    """Base of every error LocalMind raises on purpose.
+
+    Its message goes through the redactor: whoever prints it (a traceback, a log, a REST
+    answer) never shows a key or a URL password, even one quoted from an SDK's error.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class BackendUnavailable(LocalMindError):

@@ -260,14 +260,34 @@ def test_nothing_to_download(server):
         make_backend(server).download_model("claude-test")
 
 
-def test_models_from_the_api_and_key_from_environment(server, monkeypatch):
+def test_environment_key_goes_only_to_anthropic(server, monkeypatch):
+    """ANTHROPIC_API_KEY is Anthropic's: ANTHROPIC_BASE_URL's server gets no key from it."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
     backend = AnthropicBackend({})
     assert backend.base_url == server.base_url
-    assert backend.list_models() == MODELS
-    assert backend.check_availability() == (True, None)
-    assert backend.get_backend_info()["api_key_set"] is True
+    available, reason = backend.check_availability()
+    assert not available and "HTTP 401" in reason and "settings.api_key" in reason
+    assert backend.get_backend_info()["api_key_set"] is False
+    assert server.credentials
+    assert all(KEY not in str(sent) for _, _, sent in server.credentials)
+    configured = AnthropicBackend({"api_key": KEY})
+    assert configured.list_models() == MODELS
+    assert configured.check_availability() == (True, None)
+    assert configured.get_backend_info()["api_key_set"] is True
+    assert KEY in str(server.credentials[-1][2])
+    official = AnthropicBackend({"base_url": "https://api.anthropic.com"})
+    assert official.get_backend_info()["api_key_set"] is True  # the vendor's own API
+
+
+def test_a_server_of_your_own_needs_no_key(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with AnthropicTestServer(models=MODELS) as open_server:
+        backend = AnthropicBackend({"base_url": open_server.base_url})
+        assert backend.check_availability() == (True, None)
+        assert backend.list_models() == MODELS
+        assert backend.get_backend_info()["api_key_set"] is False
+        assert all(KEY not in str(sent) for _, _, sent in open_server.credentials)
 
 
 def test_models_from_the_catalog_when_the_api_fails(server):

@@ -183,12 +183,21 @@ def test_nothing_to_download(openai_server):
         make_backend(openai_server).download_model("gpt-test")
 
 
-def test_list_models_and_key_from_environment(openai_server, monkeypatch):
+def test_environment_key_is_not_sent_to_another_server(openai_server, monkeypatch):
+    """OPENAI_API_KEY is OpenAI's: a server on the LAN gets only a key configured for it."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     backend = OpenAIBackend({"base_url": openai_server.base_url})
-    assert backend.list_models() == ["gpt-test", "smol-chat"]
-    assert backend.check_availability() == (True, None)
-    assert backend.get_backend_info()["api_key_set"] is True
+    available, reason = backend.check_availability()
+    assert not available and "HTTP 401" in reason
+    with pytest.raises(BackendUnavailable, match=r"sent only to api\.openai\.com"):
+        backend.generate("hi", "gpt-test")
+    assert backend.get_backend_info()["api_key_set"] is False
+    assert openai_server.credentials
+    assert all(KEY not in str(sent) for _, _, sent in openai_server.credentials)
+    configured = OpenAIBackend({"base_url": openai_server.base_url, "api_key": KEY})
+    assert configured.list_models() == ["gpt-test", "smol-chat"]
+    assert configured.get_backend_info()["api_key_set"] is True
+    assert openai_server.credentials[-1][2] == {"authorization": f"Bearer {KEY}"}
 
 
 def test_cloud_without_key_says_how_to_set_it():

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     BackendUnavailable,
+    ConfigError,
     DownloadError,
     GenerationError,
     ModelNotFound,
     OptionError,
 )
-from ..secrets import redact
+from ..secrets import check_url_credentials, redact, register, register_url, vendor_key
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     import anthropic
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+ANTHROPIC_HOST = "api.anthropic.com"
+#: An Anthropic-compatible server of your own may want no key, but the client insists on one.
+_PLACEHOLDER_KEY = "not-needed"
 
 #: The API's ``stop_reason`` in the words every backend uses; others pass through as they are.
 FINISH_REASONS: dict[str, str] = {
@@ -47,8 +51,9 @@ FINISH_REASONS: dict[str, str] = {
 @dataclass(frozen=True)
 class AnthropicSettings(BackendSettings):
     #: Else ``ANTHROPIC_BASE_URL``, else Anthropic's own API.
-    base_url: str | None = None
-    #: Else ``ANTHROPIC_API_KEY``; write ``${MY_KEY}`` in config.yaml rather than the key itself.
+    base_url: str | None = field(default=None, repr=False)  # may carry user:password@
+    #: Write ``${MY_KEY}`` in config.yaml rather than the key itself. Unset: ``ANTHROPIC_API_KEY``,
+    #: but only for Anthropic's own API; any other server gets no key (see docs/backends.md).
     api_key: str | None = field(default=None, repr=False)
     #: The API requires ``max_tokens``: used when a generation does not give one.
     max_tokens: int = 1024
@@ -68,11 +73,21 @@ class AnthropicBackend(BaseBackend):
         self.base_url = (
             self.settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_BASE_URL
         ).rstrip("/")
-        self._api_key = self.settings.api_key or os.environ.get("ANTHROPIC_API_KEY") or None
+        key = f"backends.{self.name}.settings.base_url"
+        problem = check_url_credentials(self.base_url, key)
+        if problem:
+            raise ConfigError(problem, key=key)
+        # ANTHROPIC_API_KEY is Anthropic's: it goes to api.anthropic.com and nowhere else.
+        self._official = _is_official(self.base_url)
+        self._api_key = self.settings.api_key or vendor_key(
+            self.base_url, ANTHROPIC_HOST, "ANTHROPIC_API_KEY"
+        )
+        register(self._api_key)
+        register_url(self.base_url)
         self._client: anthropic.Anthropic | None = None
 
     def __repr__(self) -> str:
-        return f"<AnthropicBackend {self.name!r} at {self.base_url}>"
+        return f"<AnthropicBackend {self.name!r} at {redact(self.base_url)}>"
 
     def _no_key_message(self) -> str:
         return (
@@ -80,10 +95,16 @@ class AnthropicBackend(BaseBackend):
             f"backends.{self.name}.settings.api_key (e.g. '${{ANTHROPIC_API_KEY}}')"
         )
 
+    def _key_hint(self) -> str:
+        setting = f"backends.{self.name}.settings.api_key"
+        if self._official:
+            return f"set ANTHROPIC_API_KEY or {setting}"
+        return f"set {setting} (ANTHROPIC_API_KEY is sent only to api.anthropic.com)"
+
     @property
     def client(self) -> anthropic.Anthropic:
         if self._client is None:
-            if self._api_key is None:
+            if self._api_key is None and self._official:
                 raise BackendUnavailable(self._no_key_message())
             import anthropic
 
@@ -95,7 +116,7 @@ class AnthropicBackend(BaseBackend):
                     # or its profile files, so what this backend reports is what it uses.
                     self._client = anthropic.Anthropic(
                         base_url=self.base_url,
-                        api_key=self._api_key,
+                        api_key=self._api_key or _PLACEHOLDER_KEY,
                         timeout=anthropic.Timeout(
                             self.settings.read_timeout, connect=self.settings.connect_timeout
                         ),
@@ -143,8 +164,7 @@ class AnthropicBackend(BaseBackend):
             )
         if isinstance(exc, anthropic.AuthenticationError):
             return BackendUnavailable(
-                f"{self.base_url} rejected the API key (HTTP 401) — set ANTHROPIC_API_KEY or "
-                f"backends.{self.name}.settings.api_key"
+                f"{self.base_url} rejected the API key (HTTP 401) — {self._key_hint()}"
             )
         if isinstance(exc, anthropic.PermissionDeniedError):
             return BackendUnavailable(f"{self.base_url} refused this API key (HTTP 403): {message}")
@@ -187,7 +207,11 @@ class AnthropicBackend(BaseBackend):
 
     # --- contract ---------------------------------------------------------------------------
     def check_availability(self) -> tuple[bool, str | None]:
-        if self._api_key is None:
+        available, reason = self._probe()
+        return available, redact(reason) if reason else None
+
+    def _probe(self) -> tuple[bool, str | None]:
+        if self._api_key is None and self._official:
             return False, self._no_key_message()
         import anthropic
 
@@ -198,10 +222,7 @@ class AnthropicBackend(BaseBackend):
             why = "connection refused" if "refused" in str(exc.__cause__).lower() else "no answer"
             return False, f"{why} at {self.base_url}"
         except anthropic.AuthenticationError:
-            return False, (
-                f"{self.base_url} rejected the API key (HTTP 401) — set ANTHROPIC_API_KEY or "
-                f"backends.{self.name}.settings.api_key"
-            )
+            return False, f"{self.base_url} rejected the API key (HTTP 401) — {self._key_hint()}"
         except anthropic.PermissionDeniedError:
             return False, f"{self.base_url} refused this API key (HTTP 403)"
         except anthropic.APIStatusError:
@@ -237,7 +258,7 @@ class AnthropicBackend(BaseBackend):
     def get_backend_info(self) -> dict[str, Any]:
         return {
             **super().get_backend_info(),
-            "base_url": self.base_url,
+            "base_url": redact(self.base_url),
             "api_key_set": self._api_key is not None,
         }
 
@@ -344,6 +365,16 @@ class AnthropicBackend(BaseBackend):
             prompt_tokens=input_tokens,
             completion_tokens=output_tokens,
         )
+
+
+def _is_official(base_url: str) -> bool:
+    """Anthropic's own API, where a key is required (a server of your own may need none)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(base_url).hostname == ANTHROPIC_HOST
+    except ValueError:
+        return False
 
 
 def _prompt_tokens(usage: Any) -> int | None:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, GenerationError, OptionError
-from ..secrets import is_secret_key
+from ..secrets import is_secret_key, register_settings
 
 #: Options every backend understands, mapped to each backend's own names.
 COMMON_OPTIONS: frozenset[str] = frozenset(
@@ -382,6 +382,7 @@ class BaseBackend:
         """``defaults``: config-wide values (timeouts) for settings the user left out."""
         self.name = name or self.type_name
         settings = dict(settings or {})
+        register_settings(settings)  # before validation: its errors may quote a value
         validated = validate_settings(self.Settings, settings, self.name)
         fields = {f.name for f in dataclasses.fields(self.Settings)}
         inherited = {k: v for k, v in (defaults or {}).items() if k in fields and k not in settings}

@@ -108,7 +108,15 @@ class OllamaBackend(BaseBackend):
     settings: OllamaSettings
 
     def setup(self) -> None:
+        from ..errors import ConfigError
+        from ..secrets import check_url_credentials, register_url
+
         configured = self.settings.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_BASE_URL
+        register_url(configured)  # OLLAMA_HOST may carry user:password@ too
+        key = f"backends.{self.name}.settings.base_url"
+        problem = check_url_credentials(configured, key)
+        if problem:
+            raise ConfigError(problem, key=key)
         configured, self._auth = split_credentials(configured)
         self.base_url = normalize_host(configured)
         self._client: httpx.Client | None = None

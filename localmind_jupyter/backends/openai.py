@@ -21,7 +21,7 @@ from ..errors import (
     ModelNotFound,
     OptionError,
 )
-from ..secrets import redact
+from ..secrets import check_url_credentials, redact, register, register_url, vendor_key
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import openai
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+OPENAI_HOST = "api.openai.com"
 
 #: Default base URLs of the servers that speak the same API.
 PRESETS: dict[str, str] = {
@@ -52,8 +53,9 @@ class OpenAISettings(BackendSettings):
     #: ``openai``, ``vllm``, ``lmstudio`` or ``llamacpp``: picks the default base URL.
     preset: str | None = None
     #: Else ``OPENAI_BASE_URL``, else the preset's URL, else OpenAI's.
-    base_url: str | None = None
-    #: Else ``OPENAI_API_KEY``; write ``${MY_KEY}`` in config.yaml rather than the key itself.
+    base_url: str | None = field(default=None, repr=False)  # may carry user:password@
+    #: Write ``${MY_KEY}`` in config.yaml rather than the key itself. Unset: ``OPENAI_API_KEY``,
+    #: but only for OpenAI's own API; any other server gets no key (see docs/backends.md).
     api_key: str | None = field(default=None, repr=False)
     connect_timeout: float = 5.0
     read_timeout: float = 300.0
@@ -79,15 +81,31 @@ class OpenAIBackend(BaseBackend):
                 f"{key}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", key=key
             )
         self.base_url = (self.settings.base_url or self._default_base_url()).rstrip("/")
-        self._api_key = self.settings.api_key or os.environ.get("OPENAI_API_KEY") or None
+        problem = check_url_credentials(self.base_url, f"backends.{self.name}.settings.base_url")
+        if problem:
+            raise ConfigError(problem, key=f"backends.{self.name}.settings.base_url")
+        self._api_key = self.settings.api_key or self._environment_key()
+        register(self._api_key)
+        register_url(self.base_url)
         self._client: openai.OpenAI | None = None
+
+    def _environment_key(self) -> str | None:
+        """``OPENAI_API_KEY`` is OpenAI's: it goes to api.openai.com and nowhere else."""
+        return vendor_key(self.base_url, OPENAI_HOST, "OPENAI_API_KEY")
+
+    def _key_hint(self) -> str:
+        """Where the key for this server comes from, for messages about a refused key."""
+        setting = f"backends.{self.name}.settings.api_key"
+        if self._environment_key() is not None or self.is_openai_cloud:
+            return f"set OPENAI_API_KEY or {setting}"
+        return f"set {setting} (OPENAI_API_KEY is sent only to api.openai.com)"
 
     def _default_base_url(self) -> str:
         """``OPENAI_BASE_URL`` (for the openai type), else the preset's URL."""
         return os.environ.get("OPENAI_BASE_URL") or PRESETS[self.settings.preset or "openai"]
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} at {self.base_url}>"
+        return f"<{type(self).__name__} {self.name!r} at {redact(self.base_url)}>"
 
     @property
     def catalog_name(self) -> str | None:
@@ -154,8 +172,7 @@ class OpenAIBackend(BaseBackend):
             )
         if isinstance(exc, openai.AuthenticationError):
             return BackendUnavailable(
-                f"{self.base_url} rejected the API key (HTTP 401) — set OPENAI_API_KEY or "
-                f"backends.{self.name}.settings.api_key"
+                f"{self.base_url} rejected the API key (HTTP 401) — {self._key_hint()}"
             )
         if isinstance(exc, openai.NotFoundError) and model is not None:
             return ModelNotFound(
@@ -185,6 +202,10 @@ class OpenAIBackend(BaseBackend):
 
     # --- contract ---------------------------------------------------------------------------
     def check_availability(self) -> tuple[bool, str | None]:
+        available, reason = self._probe()
+        return available, redact(reason) if reason else None
+
+    def _probe(self) -> tuple[bool, str | None]:
         import openai
 
         try:
@@ -229,7 +250,7 @@ class OpenAIBackend(BaseBackend):
     def get_backend_info(self) -> dict[str, Any]:
         return {
             **super().get_backend_info(),
-            "base_url": self.base_url,
+            "base_url": redact(self.base_url),
             "preset": self.settings.preset,
             "api_key_set": self._api_key is not None,
         }
@@ -326,6 +347,9 @@ class _ServerPreset(OpenAIBackend):
 
     def _default_base_url(self) -> str:
         return self.default_base_url  # OPENAI_BASE_URL is meant for the openai type
+
+    def _environment_key(self) -> str | None:
+        return None  # OPENAI_API_KEY is OpenAI's; a vLLM server gets only its configured key
 
     def check_availability(self) -> tuple[bool, str | None]:
         available, reason = super().check_availability()

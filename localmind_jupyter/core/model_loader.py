@@ -14,6 +14,7 @@ from ..backends import backend_class
 from ..backends.base import BaseBackend
 from ..config import LocalMindConfig, load_config
 from ..errors import BackendUnavailable, ConfigError, LocalMindError, ModelNotFound
+from ..secrets import redact, register_config
 
 _TIMEOUT_SETTINGS = {"connect_timeout": "connect", "read_timeout": "read", "probe_timeout": "probe"}
 
@@ -62,7 +63,7 @@ def build_backend(config: LocalMindConfig, name: str) -> BackendStatus:
         status.reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
         status.available = False
-        status.reason = f"backend type {spec.type!r} could not be loaded: {exc}"
+        status.reason = redact(f"backend type {spec.type!r} could not be loaded: {exc}")
     return status
 
 
@@ -71,6 +72,7 @@ class ModelLoader:
 
     def __init__(self, config: LocalMindConfig | None = None) -> None:
         self.config = config if config is not None else load_config()
+        register_config(self.config)  # disabled backends' keys too: a reason may quote them
         self.statuses: dict[str, BackendStatus] = {
             name: build_backend(self.config, name) for name in self.config.backends
         }
@@ -170,8 +172,9 @@ def _canonical(name: str) -> str:
 def _check(backend: BaseBackend | None) -> tuple[bool, str | None]:
     assert backend is not None
     try:
-        return backend.check_availability()
+        available, reason = backend.check_availability()
+        return available, redact(reason) if reason else None  # a plugin's reason too
     except LocalMindError as exc:
         return False, str(exc)
     except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
-        return False, f"availability check failed: {type(exc).__name__}: {exc}"
+        return False, redact(f"availability check failed: {type(exc).__name__}: {exc}")

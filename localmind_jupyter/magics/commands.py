@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import LocalMindError
+from ..secrets import redact
 from ..session import KernelSession
 from .tables import Table
 
@@ -193,7 +194,7 @@ class LineCommands:
             "show_stats": self.show_stats,
             **self.session.describe(),
         }
-        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+        print(redact(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip()))
 
     def _cmd_stats(self, _args: list[str]) -> None:
         response = self.session.last_response

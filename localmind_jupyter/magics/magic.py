@@ -18,6 +18,7 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 
 from ..backends.base import ModelResponse
 from ..errors import GenerationError, LocalMindError, ModelNotFound
+from ..secrets import redact
 from ..session import KernelSession, get_session
 from .commands import LineCommands
 from .interpolation import describe_missing, interpolate
@@ -105,7 +106,8 @@ class LocalMind(LineCommands, Magics):
         return getattr(self.shell, "kernel", None) is not None
 
     def _say(self, text: str, *, error: bool = False) -> None:
-        """A short message: no traceback, ever, for an expected failure."""
+        """A short message: no traceback, ever, for an expected failure; never a secret."""
+        text = redact(text)
         if self._in_kernel():
             NotebookView.note_only(text, error=error)
         else:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
+from ..secrets import redact
+
 
 class Table:
+    """Every cell goes through the redactor: a reason or URL may carry a password."""
+
     def __init__(self, headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = ""):
         self.headers = list(headers)
-        self.rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
-        self.title = title
+        self.rows = [[redact(cell) for cell in row] for row in rows]
+        self.title = redact(title)
 
     def __repr__(self) -> str:
         widths = [

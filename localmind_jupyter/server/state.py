@@ -8,11 +8,9 @@ through :meth:`ServerState.run`, on this state's own threads, never the event lo
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tornado.ioloop import IOLoop
 
 from ..errors import BackendUnavailable, LocalMindError
-from ..secrets import is_secret_key
+from ..secrets import get_logger, redact, register
 from . import URL_PREFIX
 from .admission import GenerationGate
 from .errors import ApiError
@@ -33,13 +31,11 @@ if TYPE_CHECKING:
     from ..core.model_registry import ModelRegistry
     from .streaming import GenerationPump
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
 _DOWNLOAD_ID = re.compile(r"[0-9a-f]{1,64}")
-#: Environment values shorter than this are not treated as secrets (``TOKENIZERS_PARALLELISM``).
-_MIN_ENV_SECRET = 8
 
 
 class ServerState:
@@ -69,7 +65,8 @@ class ServerState:
         self._registry: ModelRegistry | None = None
         self._downloads: DownloadManager | None = None
         self._pumps: set[GenerationPump] = set()
-        self._secrets: tuple[str, ...] = tuple(s for s in extra_secrets if s and len(s) >= 4)
+        # The Jupyter token: known to every redactor of this process, its logs included.
+        register(*extra_secrets)
         self._closed = False
 
     # --- running blocking work ---------------------------------------------------------------
@@ -90,8 +87,7 @@ class ServerState:
                     from ..core.model_loader import ModelLoader
 
                     loader = ModelLoader()
-                self._secrets += _config_secrets(loader)
-                self._loader = loader
+                self._loader = loader  # its backends registered their keys with the redactor
             return self._loader
 
     def registry(self) -> ModelRegistry:
@@ -217,11 +213,8 @@ class ServerState:
 
     # --- secrets -----------------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        """Mask every known secret (API keys, the Jupyter token) in text about to leave."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "****")
-        return text
+        """Mask every known secret (API keys, URL passwords, the Jupyter token) in an answer."""
+        return redact(text)
 
     # --- shutdown ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -247,32 +240,3 @@ class ServerState:
                         close()
                     except Exception as exc:  # noqa: BLE001 - shutting down; keep going
                         log.debug("closing backend %s failed: %r", backend.name, exc)
-
-
-def _config_secrets(loader: ModelLoader) -> tuple[str, ...]:
-    """Values of secret-named settings (resolved ``${ENV}`` too) and secret-named env vars."""
-    found: list[str] = []
-
-    def collect(value: Any, key: str) -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                collect(v, str(k))
-        elif isinstance(value, list):
-            for v in value:
-                collect(v, key)
-        elif isinstance(value, str) and is_secret_key(key) and len(value) >= 4:
-            found.append(value)
-            # An Authorization header's credential alone ("Bearer <token>").
-            found.extend(p for p in value.split() if len(p) >= 8)
-
-    config = loader.config
-    for name, spec in config.backends.items():
-        try:
-            settings: Any = config.resolved_settings(name)
-        except Exception:  # noqa: BLE001 - an unresolvable ${ENV} is no secret of ours
-            settings = spec.settings
-        collect(settings, "")
-    for key, value in os.environ.items():
-        if is_secret_key(key) and len(value) >= _MIN_ENV_SECRET:
-            found.append(value)
-    return tuple(dict.fromkeys(found))

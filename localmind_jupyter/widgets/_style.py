@@ -8,13 +8,13 @@ fixed-width, tabular-figure boxes so nothing shifts as they move.
 
 from __future__ import annotations
 
+import contextlib
 import html
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from ..core.model_registry import human_size
-from ..secrets import is_secret_key, redact
+from ..secrets import redact, register_config
 
 #: Base text style of every widget's HTML: the notebook's UI font, size and colour.
 FONT = (
@@ -112,63 +112,24 @@ def eta_text(seconds: float | None) -> str:
 
 
 # --- secrets -------------------------------------------------------------------------------------
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
-
-
-def _secret_values(value: Any, key: str, out: set[str]) -> None:
-    if isinstance(value, Mapping):
-        for sub_key, sub_value in value.items():
-            _secret_values(sub_value, f"{key}.{sub_key}", out)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _secret_values(item, key, out)
-    elif isinstance(value, str) and is_secret_key(key) and len(value) >= 4:
-        out.add(value)
-        if " " in value:  # "Bearer sk-..." -> also the bare token
-            out.add(value.split(" ", 1)[1])
-    elif isinstance(value, str) and "@" in value:  # a URL with user:password@
-        from urllib.parse import urlsplit
-
-        try:
-            parts = urlsplit(value if "//" in value else f"//{value}")
-        except ValueError:
-            return
-        userinfo = parts.netloc.rpartition("@")[0]
-        if userinfo:
-            out.update(v for v in (userinfo, parts.password) if v)
-
-
 class Redactor:
-    """Scrubs configured secrets and URL passwords from every text a widget shows.
+    """Scrubs secrets from every text a widget shows, through the one redactor of secrets.py.
 
-    Backends already keep keys out of their messages; this is the front end's own
-    guarantee, because a widget's state is sent to the browser and saved in the notebook.
+    A widget's state is sent to the browser and saved in the notebook, so the front end
+    redacts too, with the config's secrets (disabled backends' included) made known.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = tuple(secrets)
 
     @classmethod
     def from_session(cls, session: Any) -> Redactor:
-        import os
-
-        found: set[str] = set()
-        try:
-            config = session.loader.config
-            for name in config.backends:
-                try:
-                    _secret_values(config.resolved_settings(name), f"backends.{name}", found)
-                except Exception:  # noqa: BLE001 - an unresolvable ${VAR} has no value to hide
-                    continue
-        except Exception:  # noqa: BLE001 - no config: only the environment's keys
-            pass
-        found.update(v for k, v in os.environ.items() if is_secret_key(k) and len(v) >= 8)
-        return cls(found)
+        # No config: the secrets already registered and the environment's still count.
+        with contextlib.suppress(Exception):
+            register_config(session.loader.config)
+        return cls()
 
     def __call__(self, text: str | None) -> str:
-        if not text:
-            return ""
-        text = _USERINFO.sub(r"\g<scheme>****@", str(text))
         return redact(text, *self.secrets)
 
 

@@ -260,6 +260,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         secret = {"authorization", "x-api-key"}
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in secret}
         owner._record(method, self.path, headers, parsed)
+        owner._record_credentials(method, self.path, self.headers)
         if self._cut_if_doomed():
             return
 
@@ -543,6 +544,7 @@ class AnthropicTestServer(LoopbackServer):
 
         self._init_loopback("127.0.0.1", port)
         self._requests: list[tuple[str, str, dict[str, str], Any]] = []
+        self._credentials: list[tuple[str, str, dict[str, str]]] = []
         self._last_body: dict[str, Any] = {}
         self._disconnects = 0
         self._chunks_sent = 0
@@ -566,6 +568,13 @@ class AnthropicTestServer(LoopbackServer):
         """``(method, path, headers_without_credentials, parsed_json_or_None)``, a copy."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def credentials(self) -> list[tuple[str, str, dict[str, str]]]:
+        """``(method, path, credential_headers)`` of every request (``authorization``,
+        ``x-api-key``, lower-cased, only those sent): what a key leak looks like."""
+        with self._lock:
+            return list(self._credentials)
 
     @property
     def last_body(self) -> dict[str, Any]:
@@ -593,6 +602,13 @@ class AnthropicTestServer(LoopbackServer):
     def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
         with self._lock:
             self._requests.append((method, path, headers, body))
+
+    def _record_credentials(self, method: str, path: str, headers: Any) -> None:
+        found = {
+            k.lower(): v for k, v in headers.items() if k.lower() in {"authorization", "x-api-key"}
+        }
+        with self._lock:
+            self._credentials.append((method, path, found))
 
     def _record_body(self, body: dict[str, Any]) -> None:
         with self._lock:

@@ -54,6 +54,7 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "fail_status": None,
     "include_usage_ignored": False,
     "drop_after_error": None,
+    "echo_credentials": False,
 }
 
 _FAIL_BODIES: dict[int, tuple[str, str, str | None]] = {
@@ -70,6 +71,9 @@ _FAIL_BODIES: dict[int, tuple[str, str, str | None]] = {
     502: ("Bad gateway.", "server_error", None),
     503: ("The engine is currently overloaded, please try again later.", "server_error", None),
 }
+
+#: The request headers that carry keys, recorded apart from ``requests``.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 
 _PIECE_RE = re.compile(r"\s*\S+\s*|\s+")
 
@@ -206,6 +210,8 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         param: str | None = None,
         code: str | None = None,
     ) -> None:
+        if self.server.owner.echo_credentials:  # as careless proxies do
+            message += f" (request headers: {dict(self.headers.items())})"
         self._send_json(status, _error_body(message, type_, param, code))
 
     def _write_chunk(self, data: bytes) -> None:
@@ -249,6 +255,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
                 bad_json = True
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
         owner._record(method, self.path, headers, parsed)
+        owner._record_credentials(method, self.path, self.headers)
         if self._cut_if_doomed():
             return
 
@@ -629,11 +636,14 @@ class OpenAITestServer:
         self.fail_status: int | None = None
         self.include_usage_ignored: bool = False
         self.drop_after_error: str | None = None
+        #: Quote the request's headers, credentials included, in every error message.
+        self.echo_credentials: bool = False
         self.disconnected = threading.Event()
 
         self._port = port
         self._lock = threading.Lock()
         self._requests: list[tuple[str, str, dict[str, str], Any]] = []
+        self._credentials: list[tuple[str, str, dict[str, str]]] = []
         self._last_params: dict[str, Any] = {}
         self._disconnects = 0
         self._chunks_sent = 0
@@ -701,6 +711,16 @@ class OpenAITestServer:
             return list(self._requests)
 
     @property
+    def credentials(self) -> list[tuple[str, str, dict[str, str]]]:
+        """``(method, path, credential_headers)`` of every request: what a key leak looks like.
+
+        The credential headers are ``authorization``, ``x-api-key`` and ``api-key``, lower-cased,
+        only those the request carried.
+        """
+        with self._lock:
+            return list(self._credentials)
+
+    @property
     def last_params(self) -> dict[str, Any]:
         """Sampling/limit parameters of the last valid chat completion request."""
         with self._lock:
@@ -734,6 +754,11 @@ class OpenAITestServer:
     def _record(self, method: str, path: str, headers: dict[str, str], body: Any) -> None:
         with self._lock:
             self._requests.append((method, path, headers, body))
+
+    def _record_credentials(self, method: str, path: str, headers: Any) -> None:
+        found = {k.lower(): v for k, v in headers.items() if k.lower() in _CREDENTIAL_HEADERS}
+        with self._lock:
+            self._credentials.append((method, path, found))
 
     def _record_params(self, body: dict[str, Any]) -> None:
         keys = (
