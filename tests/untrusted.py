@@ -15,9 +15,13 @@ from localmind_jupyter.safe_display import ALLOWED_TAGS, IMAGE_DATA
 
 
 def payloads(port: int, title: str = "pwned") -> list[str]:
-    """Answers that ran markup in JupyterLab before the fix; ``port`` is a listener's."""
+    """Answers that ran markup in JupyterLab before the fix; ``port`` is a listener's.
+
+    Each script sets ``document.title``, counts itself in ``window.pwned`` (Lab resets
+    the title on every kernel status change) and calls the listener.
+    """
     leak = f"http://127.0.0.1:{port}"
-    js = f"document.title='{title}';fetch('{leak}/js')"
+    js = f"document.title='{title}';window.pwned=(window.pwned||0)+1;fetch('{leak}/js')"
     return [
         f'<img src=x onerror="{js}">',
         f"<script>{js}</script>",
