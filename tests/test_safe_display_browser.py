@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, TOKEN, jupyterlab, require_browser
+from tests.conftest import REPO
 from tests.untrusted import SAFE_MARKDOWN, payloads
 
+SCREENSHOTS = REPO / ".cache" / "screenshots"  # ignored by git: for a person to look at
 MODEL = "ollama:smollm:135m"
 TITLE = "pwned-by-the-model"
 # Code last: its answer offers a new cell below, which would shift the cells after it.
@@ -191,5 +193,11 @@ def _check(page: Any, title: str, listener: Listener) -> None:
     # The payloads stay visible as text, so the reader sees what the model wrote.
     assert "<script>" in markdown.text_content()
     assert "[image: x]" in markdown.text_content()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    markdown.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    box = markdown.bounding_box()
+    clip = {"x": box["x"], "y": max(box["y"], 0), "width": box["width"], "height": 1000}
+    page.screenshot(path=str(SCREENSHOTS / "hostile-answer.png"), clip=clip)
     code = page.locator(".jp-Notebook .jp-Cell").nth(1 + FORMATS.index("code"))
     assert code.locator("pre code").first.text_content() == 'print("<b>not bold</b>")'
