@@ -273,3 +273,31 @@ def test_the_remote_images_key_reaches_the_notebook(isolated_home: Path, ollama_
         shown[remote_images] = final["content"]["data"]["text/html"]
     assert shown[False] == '<p><span title="remote image not loaded">[image: chart]</span></p>\n'
     assert shown[True] == '<p><img src="https://example.com/chart.png" alt="chart"></p>\n'
+
+
+# --- widgets: what servers say about their models is untrusted too ------------------------------
+
+
+def test_widgets_escape_what_a_server_says_about_its_models(isolated_home: Path):
+    from ipywidgets.widgets import widget as widget_module
+
+    from localmind_jupyter.session import reset_session
+    from localmind_jupyter.widgets import ModelCatalog
+    from tests.servers.ollama_server import FakeModel, OllamaTestServer
+
+    hostile = FakeModel("evil:1b", family=PAYLOADS[0], parameter_size="<script>alert(1)</script>")
+    with OllamaTestServer(models=[hostile]) as server:
+        (isolated_home / "config.yaml").write_text(
+            f'backends:\n  ollama:\n    settings: {{base_url: "{server.url}"}}\n'
+        )
+        reset_session()
+        try:
+            catalog = ModelCatalog()
+            assert catalog.wait(10)
+            html = catalog._rows[("ollama", "evil:1b")].html.value
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+            assert not audit_html(re.sub(r' style="[^"]*"', "", html))
+        finally:
+            reset_session()
+            for instance in list(widget_module._instances.values()):
+                instance.close()
