@@ -301,3 +301,37 @@ def test_widgets_escape_what_a_server_says_about_its_models(isolated_home: Path)
             reset_session()
             for instance in list(widget_module._instances.values()):
                 instance.close()
+
+
+# --- the cost of sanitizing while streaming ------------------------------------------------------
+
+
+def test_slow_renders_are_spaced_out(capsys):
+    """A long structured answer takes a while to sanitize: renders then come at most a fifth
+    of the time, instead of as often as the rate limit allows."""
+    import time
+    from types import SimpleNamespace
+
+    from IPython.testing import globalipapp
+
+    from localmind_jupyter.magics.render import NotebookView
+
+    globalipapp.start_ipython()
+    section = "## Part\n\nSome *text* with `code` and a [link](https://x.org).\n\n- a\n- b\n\n"
+    stream = SimpleNamespace(text=section * 150)
+    render = min(_timed(lambda: streaming_bundle(stream.text, "markdown")) for _ in range(3))
+    view = NotebookView("markdown", max_rate=1000)
+    start = time.monotonic()
+    while time.monotonic() - start < 1.0:
+        view.on_piece("x", stream)
+    elapsed = time.monotonic() - start
+    assert view.updates <= elapsed / (4 * 0.8 * render) + 1, (view.updates, render)
+    capsys.readouterr()
+
+
+def _timed(action) -> float:
+    import time
+
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
