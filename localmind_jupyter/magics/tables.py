@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
-
-from ..safe_display import escape
 
 
 class Table:
@@ -29,12 +28,13 @@ class Table:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        """Cells hold server text (model names, reasons): every one is escaped."""
-        head = "".join(f"<th style='text-align:left'>{escape(h)}</th>" for h in self.headers)
+        head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in self.headers)
         body = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left'>{escape(c)}</td>" for c in row) + "</tr>"
+            "<tr>"
+            + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in row)
+            + "</tr>"
             for row in self.rows
         )
-        caption = f"<caption>{escape(self.title)}</caption>" if self.title else ""
+        caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
         empty = "" if self.rows else f"<tr><td colspan={len(self.headers)}>(none)</td></tr>"
         return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}{empty}</tbody></table>"

@@ -8,12 +8,12 @@ fixed-width, tabular-figure boxes so nothing shifts as they move.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..core.model_registry import human_size
-from ..safe_display import escape
 from ..secrets import is_secret_key, redact
 
 #: Base text style of every widget's HTML: the notebook's UI font, size and colour.
@@ -36,8 +36,7 @@ COLOURS = {
 
 
 def esc(text: object) -> str:
-    """Model names, descriptions and server messages are untrusted: always escaped."""
-    return escape(text)
+    return html.escape(str(text), quote=True)
 
 
 def badge(text: str, kind: str = "muted", title: str | None = None) -> str:
