@@ -41,6 +41,15 @@ class Timeouts:
 
 
 @dataclass
+class Display:
+    """How answers are shown. Model output is untrusted: nothing is fetched unless opted in."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    #: Load ``http(s)`` images an answer shows (each one is a request the model chose).
+    remote_images: bool = False
+
+
+@dataclass
 class BackendConfig:
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     type: str
@@ -61,6 +70,7 @@ class LocalMindConfig:
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     default_model: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
+    display: Display = field(default_factory=Display)
     backends: dict[str, BackendConfig] = field(default_factory=dict)
     #: Where this config came from (None: built-in defaults); used to point at lines in errors.
     source: ClassVar[Path | None] = None
@@ -219,7 +229,8 @@ def _explain(error: Mapping[str, Any]) -> str:
     kind = error.get("type", "")
     if kind in _UNKNOWN_KEY_ERRORS:
         loc = [str(p) for p in error["loc"]]
-        schema = {1: LocalMindConfig, 2: Timeouts}.get(len(loc), BackendConfig)
+        sections: dict[str, type] = {"timeouts": Timeouts, "display": Display}
+        schema = LocalMindConfig if len(loc) == 1 else sections.get(loc[0], BackendConfig)
         known = [f.name for f in dataclasses.fields(schema)]
         close = difflib.get_close_matches(loc[-1], known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"

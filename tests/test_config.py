@@ -102,6 +102,9 @@ def test_unknown_backend_type_lists_known_types(isolated_home):
         ("backends:\n  ollama:\n    enabled: maybe\n", 3, "backends.ollama.enabled", "boolean"),
         ("default_modle: x\n", 1, "default_modle", "did you mean 'default_model'"),
         ("backends:\n  ollama:\n    settings: [1]\n", 3, "backends.ollama.settings", "dict"),
+        ("display:\n  remote_images: maybe\n", 2, "display.remote_images", "boolean"),
+        ("display:\n  remote_image: true\n", 2, "display.remote_image", "'remote_images'"),
+        ("timeouts:\n  conect: 1\n", 2, "timeouts.conect", "did you mean 'connect'"),
     ],
 )
 def test_wrong_values_name_line_key_and_fix(isolated_home, text, line, key, hint):
@@ -111,6 +114,14 @@ def test_wrong_values_name_line_key_and_fix(isolated_home, text, line, key, hint
     assert info.value.line == line
     assert info.value.key == key
     assert key in str(info.value) and hint in str(info.value)
+
+
+def test_remote_images_are_off_unless_opted_in(isolated_home):
+    assert load_config(known_types=KNOWN).display.remote_images is False
+    write(isolated_home, "display:\n  remote_images: true\n")
+    config = load_config(known_types=KNOWN)
+    assert config.display.remote_images is True
+    assert config.to_display_dict()["display"] == {"remote_images": True}
 
 
 def test_top_level_must_be_a_mapping(isolated_home):

@@ -250,7 +250,7 @@ def _drive(page: Any, base: str, server: Any) -> None:
     assert growing[0].count(" ") < 10, f"the first words came late: {growing[0]!r}"
     page.wait_for_timeout(300)
     assert _outputs(cell) == [final], "this cell has --no-stats: only the answer shows"
-    assert cell.locator(".jp-OutputArea .jp-RenderedMarkdown").count() == 1
+    assert cell.locator(".jp-OutputArea .jp-RenderedHTML").count() == 1
     assert not server.disconnected.is_set(), "a complete answer must not drop the connection"
 
     # 2. The stats example: another streaming answer, then the one-line footer.
@@ -309,7 +309,7 @@ def _drive(page: Any, base: str, server: Any) -> None:
     assert len(partial) < len(long_text) / 2
     assert note == STOPPED_NOTE
     assert footer_text.startswith(f"{MODEL} · ") and footer_text.endswith(" · stopped"), footer_text
-    assert cell.locator(".jp-OutputArea .jp-RenderedMarkdown").count() == 3
+    assert cell.locator(".jp-OutputArea .jp-RenderedHTML").count() == 3
     assert "Traceback" not in cell.inner_text() and "KeyboardInterrupt" not in cell.inner_text()
     page.wait_for_selector(
         ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=10_000

@@ -102,7 +102,9 @@ def test_answer_streams_through_display_updates(kernel, ollama_server):
     assert len(set(texts)) == len(texts), "an update repeated the same text"
     final = updates[-1]["content"]
     expected = "".join(ollama_server.reply_pieces)
-    assert final["data"]["text/markdown"] == expected
+    assert final["data"]["text/plain"] == expected
+    assert final["data"]["text/html"] == f"<p>{expected.strip()}</p>\n"
+    assert "text/markdown" not in final["data"], "raw Markdown would render as trusted HTML"
     meta = final["metadata"]["localmind"]
     assert meta["backend"] == "ollama" and meta["model"] == "smollm:135m"
     assert meta["stats"]["completion_tokens"] == 30
@@ -119,7 +121,7 @@ def test_fast_stream_is_throttled_and_complete(kernel, ollama_server):
     elapsed = time.monotonic() - start
     updates = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"]
     assert len(updates) <= elapsed * 20 + 3, f"{len(updates)} updates in {elapsed:.1f} s"
-    assert updates[-1]["content"]["data"]["text/markdown"] == "".join(ollama_server.reply_pieces)
+    assert updates[-1]["content"]["data"]["text/plain"] == "".join(ollama_server.reply_pieces)
 
 
 def test_interrupt_stops_the_source_and_keeps_the_partial_answer(kernel, ollama_server):
@@ -149,7 +151,7 @@ def test_interrupt_stops_the_source_and_keeps_the_partial_answer(kernel, ollama_
     assert disconnected_at[0] - interrupted_at[0] < 0.5, "the source kept generating"
     assert ollama_server.chunks_sent < 100
     final = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"][-1]
-    partial = final["content"]["data"]["text/markdown"]
+    partial = final["content"]["data"]["text/plain"]
     assert partial.startswith("w0 w1 w2 w3 w4 ")
     meta = final["content"]["metadata"]["localmind"]
     assert meta["stopped"] is True

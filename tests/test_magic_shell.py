@@ -322,7 +322,10 @@ def test_load_ext_is_cheap(isolated_home):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
-    assert not loaded & {"torch", "transformers", "openai", "anthropic", "httpx", "huggingface_hub"}
+    heavy = {"torch", "transformers", "openai", "anthropic", "httpx", "huggingface_hub"}
+    # The sanitizer's libraries load with the first answer, not with the extension.
+    heavy |= {"nh3", "markdown_it", "mdit_py_plugins"}
+    assert not loaded & heavy
 
 
 def test_embedded_default_model_answers_with_no_server(ip, isolated_home, capsys):
@@ -340,7 +343,7 @@ def test_html_math_and_text_formats(ip, servers, capsys):
     ollama_server.reply_pieces = ["<b>bold</b> ", "answer"]
     ask(ip, "-f html -o answer --no-stats", "html please")
     assert ip.user_ns["answer"] == "<b>bold</b> answer"
-    assert finalize("<b>x</b>", "html").bundle["text/html"] == "<b>x</b>"
+    assert finalize("<b>x</b>", "html").bundle["text/html"] == "<b>x</b>"  # sanitized, still bold
     assert finalize(r"e^{i\pi} + 1 = 0", "math").bundle["text/latex"] == r"$$e^{i\pi} + 1 = 0$$"
     assert finalize("$x^2$", "math").bundle["text/latex"] == "$x^2$"
     assert "text/markdown" not in finalize("plain", "text").bundle

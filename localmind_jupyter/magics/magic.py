@@ -170,9 +170,15 @@ class LocalMind(LineCommands, Magics):
             if conversation.messages:
                 options["messages"] = list(conversation.messages)
 
+        remote_images = self.session.loader.config.display.remote_images
         view: NotebookView | TerminalView
         if self._in_kernel():
-            view = NotebookView(fmt, self.max_update_rate, waiting=f"{backend.name}:{model} …")
+            view = NotebookView(
+                fmt,
+                self.max_update_rate,
+                waiting=f"{backend.name}:{model} …",
+                remote_images=remote_images,
+            )
         else:
             view = TerminalView(fmt)
         stopped, failure, response = False, None, None
@@ -210,7 +216,7 @@ class LocalMind(LineCommands, Magics):
         if response is None:
             response = ModelResponse(text=text, model=model, backend=backend.name)
 
-        final = finalize(text, fmt)
+        final = finalize(text, fmt, remote_images=remote_images)
         metadata = {
             "backend": backend.name,
             "model": model,

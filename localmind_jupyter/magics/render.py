@@ -1,8 +1,12 @@
 """Showing an answer while it streams: one display handle in a notebook, plain text in a terminal.
 
 Markdown must be re-rendered as a whole on every update, so updates are throttled
-(at most ``max_rate`` a second, however fast tokens come) and the final render is
-always complete.
+(at most ``max_rate`` a second, however fast tokens come, and rarer when one render
+takes long) and the final render is always complete.
+
+The answer is untrusted: every bundle carries ``text/plain`` and, for the rich
+formats, HTML made by ``safe_display`` (never raw ``text/markdown`` or model HTML,
+which JupyterLab would run as trusted markup).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from .. import safe_display
 
 FORMATS = ("markdown", "text", "code", "json", "html", "math")
 
@@ -42,15 +48,15 @@ def _json_payload(text: str) -> str:
     return code if (lang in {"", "json"} and "```" in text) else text.strip()
 
 
-def finalize(text: str, fmt: str) -> Final:
+def finalize(text: str, fmt: str, *, remote_images: bool = False) -> Final:
     """The display bundle and stored value of a finished answer in format ``fmt``."""
     plain = {"text/plain": text}
     if fmt == "markdown":
-        return Final(text, {**plain, "text/markdown": text})
+        return Final(text, {**plain, "text/html": _markdown(text, remote_images)})
     if fmt == "code":
         lang, code = extract_code(text)
-        fenced = f"```{lang}\n{code}\n```"
-        return Final(code, {"text/plain": code, "text/markdown": fenced}, next_input=code)
+        bundle = {"text/plain": code, "text/html": safe_display.code_html(code, lang)}
+        return Final(code, bundle, next_input=code)
     if fmt == "json":
         payload = _json_payload(text)
         try:
@@ -62,35 +68,45 @@ def finalize(text: str, fmt: str) -> Final:
         bundle = {
             "text/plain": pretty,
             "application/json": value,
-            "text/markdown": f"```json\n{pretty}\n```",
+            "text/html": safe_display.code_html(pretty, "json"),
         }
         return Final(value, bundle)
     if fmt == "html":
-        return Final(text, {**plain, "text/html": text})
+        cleaned = safe_display.clean_html(text, remote_images=remote_images)
+        return Final(text, {**plain, "text/html": cleaned})
     if fmt == "math":
+        # MathJax typesets text/latex as text, with its safe-URL filter on in JupyterLab.
         body = text.strip()
         latex = body if body.startswith("$") else f"$${body}$$"
         return Final(text, {**plain, "text/latex": latex})
     return Final(text, plain)
 
 
-def streaming_bundle(text: str, fmt: str) -> dict[str, str]:
+def streaming_bundle(text: str, fmt: str, *, remote_images: bool = False) -> dict[str, str]:
     """What to show while the answer is still arriving (code answers are Markdown too)."""
     if fmt in {"markdown", "code"}:
-        return {"text/plain": text, "text/markdown": text}
+        return {"text/plain": text, "text/html": _markdown(text, remote_images)}
     return {"text/plain": text}
+
+
+def _markdown(text: str, remote_images: bool) -> str:
+    # An empty answer still gets an HTML part, so the bundle's shape never changes.
+    return safe_display.markdown_html(text, remote_images=remote_images) or "<p></p>"
 
 
 class NotebookView:
     """Re-renders the whole answer through one display handle, throttled."""
 
-    def __init__(self, fmt: str, max_rate: float = 20.0, waiting: str = "…") -> None:
+    def __init__(
+        self, fmt: str, max_rate: float = 20.0, waiting: str = "…", *, remote_images: bool = False
+    ) -> None:
         from IPython.display import display
 
         self.fmt = fmt
+        self.remote_images = remote_images
         self.min_interval = 1.0 / max_rate
         self.updates = 0
-        self._last = 0.0
+        self._next = 0.0
         # Shown until the first piece: loading a model can take a while.
         self._handle = display({"text/plain": f"⏳ {waiting}"}, raw=True, display_id=True)
 
@@ -105,11 +121,15 @@ class NotebookView:
         would cost quadratic time on long answers.
         """
         now = time.monotonic()
-        if now - self._last < self.min_interval:
+        if now < self._next:
             return
-        self._last = now
         self.updates += 1
-        self._handle.update(streaming_bundle(stream.text, self.fmt), raw=True)
+        bundle = streaming_bundle(stream.text, self.fmt, remote_images=self.remote_images)
+        self._handle.update(bundle, raw=True)
+        # A long Markdown answer takes a while to render: then render less often, so
+        # rendering never takes more than about a quarter of the stream's time.
+        took = time.monotonic() - now
+        self._next = now + max(self.min_interval, 4 * took)
 
     def finish(self, text: str, final: Final, metadata: dict[str, Any]) -> None:
         self.updates += 1
@@ -127,7 +147,8 @@ class NotebookView:
     def footer(self, text: str) -> None:
         from IPython.display import display
 
-        display({"text/plain": text, "text/markdown": f"<sub>{_md_escape(text)}</sub>"}, raw=True)
+        html = f"<p><sub>{safe_display.escape(text)}</sub></p>"
+        display({"text/plain": text, "text/html": html}, raw=True)
 
 
 class TerminalView:
@@ -163,9 +184,7 @@ class TerminalView:
 
 
 def _note_bundle(text: str, *, error: bool) -> dict[str, str]:
+    """A message under the answer; it may quote the server or the model, so it is escaped."""
     icon = "⚠️ " if error else ""
-    return {"text/plain": f"{icon}{text}", "text/markdown": f"{icon}*{_md_escape(text)}*"}
-
-
-def _md_escape(text: str) -> str:
-    return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", text)
+    html = f"<p>{icon}<em>{safe_display.escape(text)}</em></p>"
+    return {"text/plain": f"{icon}{text}", "text/html": html}
