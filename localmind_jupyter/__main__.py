@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from .errors import GenerationError, LocalMindError
+from .safe_display import terminal_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             max_tokens=args.max_tokens,
         )
         for piece in stream:
-            print(piece, end="", flush=True)
+            print(terminal_text(piece), end="", flush=True)
     except KeyboardInterrupt:
         print("\n[stopped]", file=sys.stderr)
         return 130

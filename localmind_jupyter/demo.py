@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from .safe_display import terminal_text
+
 
 class _Printer:
     """Turns IOPub messages into terminal text."""
@@ -25,9 +27,10 @@ class _Printer:
     def handle(self, msg: dict[str, Any]) -> None:
         kind, content = msg["msg_type"], msg["content"]
         if kind == "stream":
-            self.write(content["text"])
+            self.write(terminal_text(content["text"]))
         elif kind in {"display_data", "execute_result", "update_display_data"}:
-            text = content.get("data", {}).get("text/plain", "")
+            # Model-written: its escape sequences must not reach the terminal.
+            text = terminal_text(content.get("data", {}).get("text/plain", ""))
             display_id = content.get("transient", {}).get("display_id")
             if display_id is None:
                 self.write(text + "\n")

@@ -15,6 +15,8 @@ model-written text only through this module:
 - Images load only from ``data:image/...`` URLs, or from http(s) when the user opts
   in (config ``display.remote_images: true``); otherwise they show as their alt text.
 
+In a terminal, ``terminal_text`` drops the control characters an escape sequence needs.
+
 No IPython here, and markdown-it-py and nh3 are imported on first use only, so
 ``%load_ext`` stays fast.
 """
@@ -52,6 +54,16 @@ IMAGE_DATA = re.compile(r"data:image/(?:png|jpeg|gif|webp|svg\+xml)[;,]", re.IGN
 _REMOTE = re.compile(r"https?://", re.IGNORECASE)
 _LANGUAGE_CLASS = re.compile(r"language-[\w+#.-]{1,40}")
 _CLEAN_CONTENT = frozenset({"script", "style", "template", "noscript", "iframe", "textarea"})
+
+
+#: C0 and C1 control characters but tab and newline: escape sequences (ESC, CSI, OSC) in an
+#: answer could retitle the terminal, move the cursor over earlier lines or hide text.
+_TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    """Model text for a terminal: control characters dropped, so it can only print."""
+    return _TERMINAL_CONTROLS.sub("", text)
 
 
 def escape(text: object) -> str:

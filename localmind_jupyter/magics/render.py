@@ -152,7 +152,10 @@ class NotebookView:
 
 
 class TerminalView:
-    """Prints pieces as they come: a terminal IPython has no display updates."""
+    """Prints pieces as they come: a terminal IPython has no display updates.
+
+    Model text can carry escape sequences, so only its printable part reaches the terminal.
+    """
 
     def __init__(self, fmt: str, stream: Any = None) -> None:
         self.fmt = fmt
@@ -161,25 +164,25 @@ class TerminalView:
         self._shown = 0
 
     def fail(self, text: str) -> None:
-        sys.stderr.write(f"⚠ {text}\n")
+        sys.stderr.write(f"⚠ {safe_display.terminal_text(text)}\n")
         sys.stderr.flush()
 
     def on_piece(self, piece: str, stream: Any) -> None:
-        self.out.write(piece)
+        self.out.write(safe_display.terminal_text(piece))
         self.out.flush()
         self._shown += len(piece)
         self.updates += 1
 
     def finish(self, text: str, final: Final, metadata: dict[str, Any]) -> None:
-        self.out.write(text[self._shown :] + "\n")
+        self.out.write(safe_display.terminal_text(text[self._shown :]) + "\n")
         self.out.flush()
 
     def note(self, text: str, *, error: bool = False) -> None:
-        self.out.write(("⚠ " if error else "") + text + "\n")
+        self.out.write(("⚠ " if error else "") + safe_display.terminal_text(text) + "\n")
         self.out.flush()
 
     def footer(self, text: str) -> None:
-        self.out.write(f"[{text}]\n")
+        self.out.write(f"[{safe_display.terminal_text(text)}]\n")
         self.out.flush()
 
 
