@@ -197,7 +197,8 @@ class GGUFBackend(BaseBackend):
             if cached is None:
                 raise ModelNotFound(
                     f"model '{name}' is not downloaded — download it with "
-                    f"`%localmind pull {self.name}:{name}`"
+                    f"`%localmind pull {self.name}:{name}` (a local file is named by its "
+                    "absolute path)"
                 )
             return _Source(name, "hub", cached)
         raise ModelNotFound(self._unknown_message(name))
