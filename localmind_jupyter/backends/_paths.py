@@ -27,6 +27,8 @@ def absolute_path(name: str) -> Path | None:
 
 def refuse_relative(name: str, what: str) -> None:
     """``./x``, ``../x`` (and ``dir\\x`` on Windows) get one answer, whether or not they exist."""
+    if absolute_path(name) is not None:
+        return
     windows_path = os.sep != "/" and os.sep in name
     if name in {".", ".."} or name.startswith(_RELATIVE_PREFIXES) or windows_path:
         raise ModelNotFound(relative_message(name, what))
