@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from localmind_jupyter.backends import _embedded
+from localmind_jupyter.backends import _embedded, _prefill
 from localmind_jupyter.backends.base import ResponseStream
 from localmind_jupyter.backends.gguf import GGUFBackend
 from localmind_jupyter.backends.transformers import TransformersBackend
@@ -106,6 +106,20 @@ def test_gguf_refuses_a_prompt_beyond_the_context(gguf_backend: GGUFBackend) -> 
 def test_a_prompt_that_fits_still_answers(transformers_backend: TransformersBackend) -> None:
     response = transformers_backend.generate("word " * 100, EMB, max_tokens=2)
     assert response.completion_tokens == 2 and response.prompt_tokens > 100
+
+
+def test_chunked_prompt_pass_gives_the_answer_of_one_pass(
+    transformers_backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fruits = ", ".join(["apple", "pear", "plum", "fig", "kiwi"] * 60)
+    prompt = f"Here is a list of fruits: {fruits}. Which fruit is yellow? Answer in one word."
+    answers = []
+    for chunk in (100_000, 64):  # one pass, then five chunks
+        monkeypatch.setattr(_prefill, "CHUNK", chunk)
+        response = transformers_backend.generate(prompt, EMB, max_tokens=6)
+        assert response.prompt_tokens and response.prompt_tokens > 300
+        answers.append(response.text)
+    assert answers[0] == answers[1] and answers[0]
 
 
 # --- stopping inside the prompt pass --------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,7 @@ _HOOKED = "_localmind_cancel_checks"
 #: Prompt tokens per forward call of the prompt pass.
 CHUNK = 256
 _local = threading.local()
+logger = logging.getLogger(__name__)
 
 
 class GenerationCancelled(Exception):
@@ -88,14 +90,20 @@ def prefill(model: Any, gen_kwargs: dict[str, Any], cancel: threading.Event) -> 
     # transformers 5.x renames past_key_values to cache; older models know the old name.
     name = "cache" if _accepts(model, "cache") else "past_key_values"
     extra: dict[str, Any] = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    with torch.no_grad():
-        for start in range(0, total - 1, CHUNK):
-            if cancel.is_set():
-                raise GenerationCancelled
-            end = min(start + CHUNK, total - 1)
-            if _accepts(model, "cache_position"):
-                extra["cache_position"] = torch.arange(start, end, device=ids.device)
-            model(input_ids=ids[:, start:end], use_cache=True, **{name: cache}, **extra)
+    try:
+        with torch.no_grad():
+            for start in range(0, total - 1, CHUNK):
+                if cancel.is_set():
+                    raise GenerationCancelled
+                end = min(start + CHUNK, total - 1)
+                if _accepts(model, "cache_position"):
+                    extra["cache_position"] = torch.arange(start, end, device=ids.device)
+                model(input_ids=ids[:, start:end], use_cache=True, **{name: cache}, **extra)
+    except GenerationCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model whose cache this does not fit
+        logger.debug("chunked prefill not possible for %s: %r", type(model).__name__, exc)
+        return  # generate does the whole pass itself; the hooks still stop it
     gen_kwargs[name] = cache
 
 
