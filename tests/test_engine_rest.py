@@ -23,7 +23,7 @@ from localmind_jupyter.backends import _embedded
 from localmind_jupyter.backends.gguf import GGUFBackend
 from localmind_jupyter.backends.transformers import TransformersBackend
 from localmind_jupyter.errors import ModelNotFound
-from tests.test_prefill_cancel import NEAR_LIMIT, engine_threads, long_prompt
+from tests.test_prefill_cancel import GGUF_SETTINGS, NEAR_LIMIT, engine_threads, long_prompt
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -46,7 +46,8 @@ RELATIVE = [
 @pytest.fixture
 def jp_server_config(isolated_home: Path) -> Config:
     (isolated_home / "config.yaml").write_text(
-        "backends:\n  transformers: {type: transformers}\n  gguf: {type: gguf}\n",
+        "backends:\n  transformers: {type: transformers}\n"
+        f"  gguf: {{type: gguf, settings: {{n_ctx: {GGUF_SETTINGS['n_ctx']}}}}}\n",
         encoding="utf-8",
     )
     return Config({"ServerApp": {"jpserver_extensions": {"localmind_jupyter": True}}})
@@ -85,7 +86,7 @@ async def test_client_leaving_during_the_prompt_pass_stops_the_engine(
         assert response.status_code == 200
         lines = response.aiter_lines()
         assert json.loads(await anext(lines))["type"] == "start"
-        await asyncio.sleep(1.0)  # the engine is inside the prompt pass now
+        await asyncio.sleep(0.5)  # the engine is inside the prompt pass now
         assert engine_threads(), "the generation ended before the client left"
     left = time.monotonic()  # leaving the block closed the connection
     while engine_threads() and time.monotonic() < left + 1.5:

@@ -36,7 +36,7 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
             """
             backends:
               transformers: {type: transformers}
-              gguf: {type: gguf}
+              gguf: {type: gguf, settings: {n_ctx: 8192}}
             """
         )
     )
@@ -65,7 +65,7 @@ def test_interrupt_during_the_prompt_pass_stops_the_engine(kernel: Kernel, backe
             interrupted.append(0.0)
 
             def later() -> None:
-                time.sleep(1.5)
+                time.sleep(0.5)
                 interrupted[0] = time.monotonic()
                 kernel.manager.interrupt_kernel()
 
