@@ -172,7 +172,7 @@ def _import_probe_modules(backends: Iterable[BaseBackend | None]) -> None:
 
     Two threads importing httpx, openai or anthropic for the first time at once can
     deadlock on the import locks, and Python then hands one of them the half-initialised
-    module ("partially initialized module 'httpx' has no attribute 'Response"). The
+    module ("partially initialized module 'httpx' has no attribute 'Response'"). The
     import time also no longer counts against the probe timeout.
     """
     wanted = dict.fromkeys(m for b in backends if b is not None for m in b.probe_modules)
