@@ -281,7 +281,7 @@ def test_unknown_model(backend: TransformersBackend) -> None:
         backend.generate_stream("hi", "no-such-model")
     assert EMB in str(info.value)  # the message lists what is available
     with pytest.raises(ModelNotFound, match="does not exist"):
-        backend.generate_stream("hi", "./no/such/folder")
+        backend.generate_stream("hi", "/no/such/folder")
 
 
 def test_missing_hub_model_offline(tiny_backend: TransformersBackend) -> None:

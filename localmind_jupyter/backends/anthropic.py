@@ -66,6 +66,7 @@ class AnthropicBackend(BaseBackend):
     type_name = "anthropic"
     display_name = "Anthropic"
     downloads_models = False
+    probe_modules = ("anthropic", "httpcore", "httpcore2", "opentelemetry.propagate")
     Settings = AnthropicSettings
     settings: AnthropicSettings
 

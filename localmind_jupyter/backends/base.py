@@ -186,9 +186,14 @@ class ResponseStream:
         self.response: ModelResponse | None = None
         self.pieces: list[str] = []
         self._generator: Generator[str, None, None] | None = None
+        self._cancel: threading.Event | None = None
 
-    def bind(self, generator: Generator[str, None, None]) -> ResponseStream:
+    def bind(
+        self, generator: Generator[str, None, None], cancel: threading.Event | None = None
+    ) -> ResponseStream:
+        """``cancel``: an event the source checks while it computes (see ``cancel()``)."""
         self._generator = generator
+        self._cancel = cancel
         return self
 
     @property
@@ -208,6 +213,15 @@ class ResponseStream:
         """Stop generating at the source; ``response`` then holds the partial answer."""
         if self._generator is not None:
             self._generator.close()
+
+    def cancel(self) -> None:
+        """Ask the source to stop now, from any thread; ``close()`` works on the reading one only.
+
+        An in-process engine stops within one step of its compute, even inside a long
+        prompt pass; the reading thread then sees the stream end as "cancelled".
+        """
+        if self._cancel is not None:
+            self._cancel.set()
 
     def __enter__(self) -> ResponseStream:
         return self
@@ -371,6 +385,9 @@ class BaseBackend:
     extra_options: ClassVar[frozenset[str]] = frozenset()
     #: False for backends that serve remote models: front ends then offer no download.
     downloads_models: ClassVar[bool] = True
+    #: Packages ``check_availability`` imports on first use; the loader imports them one at
+    #: a time before probing in parallel (concurrent first imports can see half a module).
+    probe_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

@@ -105,6 +105,7 @@ class OllamaBackend(BaseBackend):
     display_name = "Ollama"
     Settings = OllamaSettings
     extra_options = frozenset({"keep_alive", "format"})
+    probe_modules = ("httpx", "httpcore")
     settings: OllamaSettings
 
     def setup(self) -> None:

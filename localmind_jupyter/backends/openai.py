@@ -70,6 +70,7 @@ class OpenAIBackend(BaseBackend):
     type_name = "openai"
     display_name = "OpenAI-compatible"
     downloads_models = False
+    probe_modules = ("openai", "openai.resources.models", "httpcore", "httpcore2")
     Settings = OpenAISettings
     settings: OpenAISettings
 

@@ -10,13 +10,16 @@ Models are named by:
   (see ``_embedded``), converted once to safetensors in LocalMind's cache;
 * a Hub repository id ``owner/name``, read from the local Hugging Face cache only
   (``local_files_only`` setting; ``%localmind pull`` downloads);
-* a folder holding ``config.json`` and weights, or a ``.gguf`` file, by path;
+* a folder holding ``config.json`` and weights, or a ``.gguf`` file, by absolute path
+  (relative paths are refused: see ``_paths``);
 * the name of such a folder or file inside one of the ``model_dirs`` settings folders.
 
 Generation runs ``model.generate`` on a worker thread that feeds a ``TextIteratorStreamer``;
-the stream's generator reads it. Closing the stream (or breaking out of the loop, or
-dropping the stream) sets an event that a ``StoppingCriteria`` checks after every token,
-so the worker stops at the source within one decoding step.
+the stream's generator reads it. Closing the stream (or breaking out of the loop, dropping
+the stream, or ``stream.cancel()`` from another thread) sets an event that a
+``StoppingCriteria`` checks after every token and hooks in the model check inside the
+prompt pass (see ``_prefill``), so the worker stops at the source within one layer.
+A prompt beyond the model's context window is refused before any compute.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import contextlib
 import importlib.util
 import json
 import logging
-import os
 import queue
 import re
 import sys
@@ -46,7 +48,7 @@ from ..errors import (
     ModelNotFound,
     OptionError,
 )
-from . import _embedded
+from . import _embedded, _paths, _prefill
 from ._loaded import LoadedModels
 from .base import (
     BackendSettings,
@@ -135,6 +137,8 @@ class _Loaded:
     tokenizer: Any
     device: Any
     eos_ids: frozenset[int]
+    #: Prompt tokens the model's positions cover; None when its config does not say.
+    context: int | None = None
 
 
 @dataclass
@@ -252,29 +256,25 @@ class TransformersBackend(BaseBackend):
         if name.lower() == _embedded.EMBEDDED_MODEL_NAME:
             return _Source(_embedded.EMBEDDED_MODEL_NAME, "embedded", _embedded.EMBEDDED_MODEL_NAME)
 
-        explicit_path = name.startswith(("/", "~", "./", "../", ".\\", "..\\")) or (
-            os.sep != "/" and os.sep in name
-        )
-        if not explicit_path:
+        _paths.refuse_relative(name, "a model folder or a .gguf file")
+        path = _paths.absolute_path(name)
+        if path is None:  # never looked up in the working folder: see _paths
             local = self._scan_model_dirs()
             hit = local.get(name) or local.get(f"{name}.gguf")
             if hit is not None:
                 return self._path_source(hit)
-        path = Path(name).expanduser()
-        if explicit_path or path.exists():
-            if path.is_file() and path.suffix.lower() == ".gguf":
-                return self._path_source(path)
-            if _looks_like_model_folder(path, require_safetensors=False):
-                return self._path_source(path)
-            if explicit_path:
-                what = "does not exist" if not path.exists() else "is not a model folder"
-                raise ModelNotFound(
-                    f"model path '{name}' {what}: give a folder with config.json and weights "
-                    "(*.safetensors) or a .gguf file"
-                )
-        if _is_repo_id(name):
-            return _Source(name, "hub", name)
-        raise ModelNotFound(self._unknown_message(name))
+            if _is_repo_id(name):
+                return _Source(name, "hub", name)
+            raise ModelNotFound(self._unknown_message(name))
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            return self._path_source(path)
+        if _looks_like_model_folder(path, require_safetensors=False):
+            return self._path_source(path)
+        what = "does not exist" if not path.exists() else "is not a model folder"
+        raise ModelNotFound(
+            f"model path '{name}' {what}: give a folder with config.json and weights "
+            "(*.safetensors) or a .gguf file"
+        )
 
     @staticmethod
     def _path_source(path: Path) -> _Source:
@@ -291,7 +291,8 @@ class TransformersBackend(BaseBackend):
         return (
             f"unknown model '{name}' for the {self.display_name} backend; use "
             f"'{_embedded.EMBEDDED_MODEL_NAME}', a Hub id like "
-            "'HuggingFaceTB/SmolLM2-360M-Instruct', a model folder or a .gguf path "
+            "'HuggingFaceTB/SmolLM2-360M-Instruct', or the absolute path of a model folder or "
+            ".gguf file "
             f"(available: {listing})"
         )
 
@@ -370,12 +371,14 @@ class TransformersBackend(BaseBackend):
             raise GenerationError(f"could not load model '{name}': {exc}") from exc
         model.to(self._device)
         model.eval()
+        _prefill.install_cancel_checks(model)
         return _Loaded(
             source=source,
             model=model,
             tokenizer=tokenizer,
             device=self._device,
             eos_ids=_eos_ids(model, tokenizer),
+            context=_prefill.context_window(model),
         )
 
     # --- generation -----------------------------------------------------------------------------
@@ -388,6 +391,7 @@ class TransformersBackend(BaseBackend):
         torch = self._torch()
         inputs = self._encode(loaded, opts.chat_messages(prompt))
         prompt_tokens = int(inputs["input_ids"].shape[-1])
+        _prefill.check_context(prompt_tokens, loaded.context, model)
         max_new_tokens = opts.max_tokens or self.settings.max_new_tokens
 
         cancel = threading.Event()
@@ -414,7 +418,8 @@ class TransformersBackend(BaseBackend):
                 StopMatcher(opts.stop),
                 prompt_tokens,
                 max_new_tokens,
-            )
+            ),
+            cancel,
         )
 
     def _encode(self, loaded: _Loaded, messages: list[dict[str, str]]) -> dict[str, Any]:
@@ -517,7 +522,7 @@ def _read_stream(
     state = _WorkerState()
     worker = threading.Thread(
         target=_generate_worker,
-        args=(loaded.model, gen_kwargs, streamer, state),
+        args=(loaded.model, gen_kwargs, streamer, state, cancel),
         name="localmind-transformers-generate",
         daemon=True,
     )
@@ -544,7 +549,8 @@ def _read_stream(
                 finish_reason = "stop"
                 cancel.set()
                 break
-        if state.error is not None:
+        cancelled = isinstance(state.error, _prefill.GenerationCancelled)
+        if state.error is not None and not cancelled:
             partial = "".join(pieces) + matcher.flush()
             raise GenerationError(_describe_failure(state.error), partial) from state.error
         tail = matcher.flush()
@@ -553,6 +559,8 @@ def _read_stream(
             pieces.append(tail)
             yield tail
         worker.join(_JOIN_TIMEOUT_S)
+        if finish_reason is None and (cancelled or cancel.is_set()):
+            finish_reason = "cancelled"  # stream.cancel() from another thread
         if finish_reason is None:
             finish_reason = _finish_reason(streamer, loaded.eos_ids, max_new_tokens)
         stream = stream_ref()
@@ -568,7 +576,10 @@ def _read_stream(
         if worker.is_alive():
             worker.join(_JOIN_TIMEOUT_S)
         stream = stream_ref()
-        if stream is not None and stream.response is None and state.error is None:
+        failed = state.error is not None and not isinstance(
+            state.error, _prefill.GenerationCancelled
+        )
+        if stream is not None and stream.response is None and not failed:
             # Closed early: keep the partial answer and what it cost.
             timer.finish(
                 stream,
@@ -579,11 +590,17 @@ def _read_stream(
 
 
 def _generate_worker(
-    model: Any, gen_kwargs: dict[str, Any], streamer: Any, state: _WorkerState
+    model: Any,
+    gen_kwargs: dict[str, Any],
+    streamer: Any,
+    state: _WorkerState,
+    cancel: threading.Event,
 ) -> None:
     """Run ``generate``; on failure record the error and wake the reader with what was held back."""
     try:
-        model.generate(**gen_kwargs)
+        with _prefill.cancel_scope(cancel):
+            _prefill.prefill(model, gen_kwargs, cancel)
+            model.generate(**gen_kwargs)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the reading thread
         state.error = exc
         try:
@@ -729,7 +746,8 @@ def _is_repo_id(name: str) -> bool:
 def _not_downloaded_message(repo_id: str) -> str:
     return (
         f"model '{repo_id}' is not downloaded — download it with "
-        f"`%localmind pull transformers:{repo_id}`"
+        f"`%localmind pull transformers:{repo_id}` (a local folder is named by its absolute "
+        "path)"
     )
 
 

@@ -7,7 +7,10 @@ the REST API all need to say *why* a backend cannot be used.
 from __future__ import annotations
 
 import difflib
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from ..backends import backend_class
@@ -17,6 +20,8 @@ from ..errors import BackendUnavailable, ConfigError, LocalMindError, ModelNotFo
 from ..secrets import redact, register_config
 
 _TIMEOUT_SETTINGS = {"connect_timeout": "connect", "read_timeout": "read", "probe_timeout": "probe"}
+#: One thread at a time imports what the probes need (see ``_import_probe_modules``).
+_PROBE_IMPORTS = threading.Lock()
 
 
 @dataclass
@@ -150,6 +155,7 @@ class ModelLoader:
         targets = {n: s for n, s in self.statuses.items() if s.backend is not None}
         if not targets:
             return self.statuses
+        _import_probe_modules(s.backend for s in targets.values())
         pool = ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="localmind-probe")
         futures = {pool.submit(_check, s.backend): s for s in targets.values()}
         done, _ = wait(futures, timeout=timeout + 0.5)
@@ -161,6 +167,23 @@ class ModelLoader:
                 status.reason = f"no answer within {timeout:g} s"
         pool.shutdown(wait=False, cancel_futures=True)
         return self.statuses
+
+
+def _import_probe_modules(backends: Iterable[BaseBackend | None]) -> None:
+    """Import the packages the probes use, one by one, before the probes run in parallel.
+
+    Two threads importing httpx, openai or anthropic for the first time at once can
+    deadlock on the import locks, and Python then hands one of them the half-initialised
+    module ("partially initialized module 'httpx' has no attribute 'Response'"). The
+    import time also no longer counts against the probe timeout.
+    """
+    wanted = dict.fromkeys(m for b in backends if b is not None for m in b.probe_modules)
+    with _PROBE_IMPORTS:
+        for module in wanted:
+            try:
+                import_module(module)
+            except Exception:  # noqa: BLE001 - the probe itself reports a missing package
+                continue
 
 
 def _canonical(name: str) -> str:

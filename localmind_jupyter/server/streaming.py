@@ -2,8 +2,9 @@
 
 Backends stream by blocking iteration, so each generation gets a thread; the event
 loop only ever drains a queue. The queue is bounded (a slow client slows the
-generation rather than growing memory), and a stop request is honoured at the next
-piece: the thread then closes the stream, which stops the backend at its source.
+generation rather than growing memory), and a stop request (a client that went away)
+cancels the stream at once, which stops an in-process engine even inside a long prompt
+pass; the thread then closes the stream, which releases the backend's source.
 ``ResponseStream.close()`` is called on the generating thread because a generator
 cannot be closed from another thread while it runs.
 """
@@ -49,6 +50,7 @@ class GenerationPump:
         self._signalled = False
         self._ended = False
         self._stop = threading.Event()
+        self._stream: ResponseStream | None = None
         self._wake = asyncio.Event()
         #: Resolves with the stream once the backend accepted the request, or with its error.
         self.opened: asyncio.Future[ResponseStream] = loop.create_future()
@@ -59,8 +61,11 @@ class GenerationPump:
         self.thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to stop at the next piece (callable from any thread)."""
+        """Stop the generation now (callable from any thread)."""
         self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
         self._notify()
 
     @property
@@ -94,13 +99,16 @@ class GenerationPump:
             self._end()
             return
         self._settle(stream, None)
+        self._stream = stream
+        if self._stop.is_set():
+            stream.cancel()  # stopped while the backend was still opening the stream
         try:
             completed = True
             for piece in stream:
                 if self._stop.is_set() or not self._put(("text", piece)):
                     completed = False
                     break
-            if completed:
+            if completed and not self._stop.is_set():
                 self._put(("done", stream.response))
         except Exception as exc:  # noqa: BLE001 - becomes the stream's final error line
             self._put(("error", exc))
