@@ -60,3 +60,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def kernel(isolated_home: Path, ollama_server) -> Iterator:
+    """A kernel with the extension loaded, its default model on the Ollama test server."""
+    import textwrap
+
+    from tests.test_magic_kernel import Kernel
+
+    (isolated_home / "config.yaml").write_text(
+        textwrap.dedent(
+            f"""
+            default_model: ollama:smollm:135m
+            backends:
+              ollama:
+                settings: {{base_url: "{ollama_server.url}"}}
+            """
+        )
+    )
+    k = Kernel(isolated_home)
+    try:
+        k.run("%load_ext localmind_jupyter")
+        yield k
+    finally:
+        k.stop()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import queue
-import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,26 +55,6 @@ class Kernel:
     def stop(self) -> None:
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=True)
-
-
-@pytest.fixture
-def kernel(isolated_home: Path, ollama_server) -> Iterator[Kernel]:
-    (isolated_home / "config.yaml").write_text(
-        textwrap.dedent(
-            f"""
-            default_model: ollama:smollm:135m
-            backends:
-              ollama:
-                settings: {{base_url: "{ollama_server.url}"}}
-            """
-        )
-    )
-    k = Kernel(isolated_home)
-    try:
-        k.run("%load_ext localmind_jupyter")
-        yield k
-    finally:
-        k.stop()
 
 
 def of_type(messages: list[dict], *types: str) -> list[dict]:

@@ -203,35 +203,13 @@ def test_no_combination_of_pieces_gets_markup_through(pieces):
 # --- the real kernel: IOPub messages of %%localmind --------------------------------------------
 
 
-@pytest.fixture
-def hostile_kernel(isolated_home: Path, ollama_server):
-    from tests.test_magic_kernel import Kernel
-
-    (isolated_home / "config.yaml").write_text(
-        textwrap.dedent(
-            f"""
-            default_model: ollama:smollm:135m
-            backends:
-              ollama:
-                settings: {{base_url: "{ollama_server.url}"}}
-            """
-        )
-    )
-    kernel = Kernel(isolated_home)
-    try:
-        kernel.run("%load_ext localmind_jupyter")
-        yield kernel
-    finally:
-        kernel.stop()
-
-
-def test_iopub_bundles_of_every_format_are_safe(hostile_kernel, ollama_server):
+def test_iopub_bundles_of_every_format_are_safe(kernel, ollama_server):
     from tests.servers.ollama_server import split_words
 
     ollama_server.reply_pieces = split_words(HOSTILE)
     ollama_server.token_delay = 0.004
     for fmt in FORMATS:
-        messages = hostile_kernel.run(f"%%localmind -f {fmt} --no-history\nanswer")
+        messages = kernel.run(f"%%localmind -f {fmt} --no-history\nanswer")
         shown = [m for m in messages if m["msg_type"] in {"display_data", "update_display_data"}]
         updates = [m for m in shown if m["msg_type"] == "update_display_data"]
         assert len(updates) >= 3, f"{fmt}: the answer did not stream ({len(updates)} updates)"
@@ -239,7 +217,7 @@ def test_iopub_bundles_of_every_format_are_safe(hostile_kernel, ollama_server):
             assert_safe(message["content"]["data"])
         assert not [m for m in messages if m["msg_type"] == "error"]
     # The Markdown answer renders its safe part.
-    check = hostile_kernel.run("%%localmind -f markdown --no-history --no-stats\nagain")
+    check = kernel.run("%%localmind -f markdown --no-history --no-stats\nagain")
     final = [m for m in check if m["msg_type"] == "update_display_data"][-1]["content"]["data"]
     assert "<em>emphasis</em>" in final["text/html"] and "<table>" in final["text/html"]
     assert final["text/plain"] == HOSTILE
@@ -263,12 +241,12 @@ def test_the_remote_images_key_reaches_the_notebook(isolated_home: Path, ollama_
                 """
             )
         )
-        kernel = Kernel(isolated_home)
+        k = Kernel(isolated_home)
         try:
-            kernel.run("%load_ext localmind_jupyter")
-            messages = kernel.run("%%localmind --no-stats\nplot")
+            k.run("%load_ext localmind_jupyter")
+            messages = k.run("%%localmind --no-stats\nplot")
         finally:
-            kernel.stop()
+            k.stop()
         final = [m for m in messages if m["msg_type"] == "update_display_data"][-1]
         shown[remote_images] = final["content"]["data"]["text/html"]
     assert shown[False] == '<p><span title="remote image not loaded">[image: chart]</span></p>\n'
