@@ -345,6 +345,7 @@ def get_logger(name: str) -> logging.Logger:
 #: The package's modules that log; their loggers are redacted from the start, wherever
 #: the records go (tests/test_secrets.py keeps this list complete).
 LOGGING_MODULES = (
+    "localmind_jupyter.backends._prefill",
     "localmind_jupyter.backends._retry",
     "localmind_jupyter.backends.gguf",
     "localmind_jupyter.backends.transformers",

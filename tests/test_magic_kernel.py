@@ -222,7 +222,8 @@ def test_interrupt_without_streaming_keeps_the_partial_answer(kernel, ollama_ser
     updates = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"]
     assert len(updates) == 1, "--no-stream showed pieces while generating"
     final = updates[0]["content"]
-    assert final["data"]["text/markdown"].startswith("w0 w1 w2 w3 w4 w5 ")
+    assert final["data"]["text/plain"].startswith("w0 w1 w2 w3 w4 w5 ")
+    assert "<p>w0 w1 w2 w3 w4 w5 " in final["data"]["text/html"]
     assert final["metadata"]["localmind"]["stopped"] is True
     notes = [m["content"]["data"]["text/plain"] for m in of_type(messages, "display_data")]
     assert any("the partial answer is kept above" in n for n in notes)
