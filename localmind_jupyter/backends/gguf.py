@@ -1,9 +1,9 @@
 """GGUF models through llama.cpp (``llama-cpp-python``): the fast CPU path, in the kernel process.
 
-llama.cpp runs quantised GGUF files directly: the bundled SmolLM2-135M Q4_1 file makes
-~60 tokens/s on two cores where the Transformers backend, which de-quantises to float32,
-makes ~10. This module never imports ``llama_cpp`` at import time, nor to list models or
-describe itself: only loading a model does.
+llama.cpp runs quantised GGUF files directly: the bundled SmolLM2-135M Q4_1 file runs
+several times faster than in the Transformers backend, which de-quantises to float32 (the
+figures are in docs/performance.md). This module never imports ``llama_cpp`` at import
+time, nor to list models or describe itself: only loading a model does.
 
 Models are named by:
 

@@ -58,7 +58,7 @@ def build_backend(config: LocalMindConfig, name: str) -> BackendStatus:
         try:
             cls = backend_class(spec.type)
         except ConfigError as exc:
-            raise config.error(str(exc), f"backends.{name}.type") from None
+            raise config.error(f"backends.{name}.type: {exc}", f"backends.{name}.type") from None
         defaults = {s: getattr(config.timeouts, t) for s, t in _TIMEOUT_SETTINGS.items()}
         status.backend = cls(config.resolved_settings(name), name=name, defaults=defaults)
     except ConfigError as exc:
