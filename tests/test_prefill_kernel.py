@@ -73,8 +73,23 @@ def test_interrupt_during_the_prompt_pass_stops_the_engine(kernel: Kernel, backe
 
     messages = kernel.run(cell, timeout=120, on_message=interrupt_soon)
     idle = time.monotonic()
+    busy = _cpu_seconds_over(kernel, 1.0)
     assert interrupted and interrupted[0], "the cell ended before the interrupt"
-    assert idle - interrupted[0] < 1.5, f"the cell took {idle - interrupted[0]:.2f} s to stop"
+    # The cell's own wind-down (final render, notes) rides on a shared CI machine's load;
+    # what must not happen is compute going on after it: that is the CPU check.
+    assert idle - interrupted[0] < 3.0, f"the cell took {idle - interrupted[0]:.2f} s to stop"
+    assert busy < 0.4, f"the kernel used {busy:.2f} CPU s in the second after the stop"
     assert not of_type(messages, "error"), "the interrupt became a traceback"
     printed = "".join(m["content"]["text"] for m in of_type(kernel.run(LIST_THREADS), "stream"))
     assert "localmind-transformers-generate" not in printed, printed
+
+
+def _cpu_seconds_over(kernel: Kernel, seconds: float) -> float:
+    """CPU time the kernel process spends in the next ``seconds`` (an engine still
+    computing after the interrupt would spend about one CPU second per second, or more)."""
+    import psutil
+
+    process = psutil.Process(kernel.manager.provisioner.process.pid)
+    before = sum(process.cpu_times()[:2])
+    time.sleep(seconds)
+    return sum(process.cpu_times()[:2]) - before
