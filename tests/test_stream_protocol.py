@@ -31,7 +31,7 @@ def _openai(server):
     return backend.generate_stream(LONG, "gpt-test")
 
 
-@pytest.mark.parametrize("make", [_ollama], ids=["ollama"])
+@pytest.mark.parametrize("make", [_ollama, _openai], ids=["ollama", "openai"])
 def test_closing_an_unread_stream_hangs_up(make, request):
     server = request.getfixturevalue("ollama_server" if make is _ollama else "openai_server")
     stream = make(server)
@@ -41,7 +41,7 @@ def test_closing_an_unread_stream_hangs_up(make, request):
     assert stream.response.text == ""
 
 
-@pytest.mark.parametrize("make", [_ollama], ids=["ollama"])
+@pytest.mark.parametrize("make", [_ollama, _openai], ids=["ollama", "openai"])
 def test_dropping_an_unread_stream_hangs_up(make, request):
     server = request.getfixturevalue("ollama_server" if make is _ollama else "openai_server")
     gc.disable()  # the reference count alone must release it, not the cyclic collector
