@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from localmind_jupyter.backends.anthropic import AnthropicBackend
 from localmind_jupyter.backends.base import BaseBackend, Started, Thinking, Usage
 from localmind_jupyter.backends.ollama import OllamaBackend
 from localmind_jupyter.backends.openai import OpenAIBackend
@@ -31,9 +32,29 @@ def _openai(server):
     return backend.generate_stream(LONG, "gpt-test")
 
 
-@pytest.mark.parametrize("make", [_ollama, _openai], ids=["ollama", "openai"])
+def _anthropic(server):
+    server.token_delay = 0.02
+    server.reply_pieces = [f"w{i} " for i in range(200)]
+    backend = AnthropicBackend({"base_url": server.base_url, "api_key": "sk-ant-test-key-123"})
+    return backend.generate_stream(LONG, "claude-test")
+
+
+@pytest.fixture
+def anthropic_server():
+    from tests.servers.anthropic_server import AnthropicTestServer
+
+    with AnthropicTestServer(models=["claude-test"], api_key="sk-ant-test-key-123") as srv:
+        yield srv
+
+
+HTTP = pytest.mark.parametrize(
+    "make", [_ollama, _openai, _anthropic], ids=["ollama", "openai", "anthropic"]
+)
+
+
+@HTTP
 def test_closing_an_unread_stream_hangs_up(make, request):
-    server = request.getfixturevalue("ollama_server" if make is _ollama else "openai_server")
+    server = request.getfixturevalue(make.__name__.lstrip("_") + "_server")
     stream = make(server)
     stream.close()
     assert server.disconnected.wait(1), "the server kept generating for a closed stream"
@@ -41,9 +62,9 @@ def test_closing_an_unread_stream_hangs_up(make, request):
     assert stream.response.text == ""
 
 
-@pytest.mark.parametrize("make", [_ollama, _openai], ids=["ollama", "openai"])
+@HTTP
 def test_dropping_an_unread_stream_hangs_up(make, request):
-    server = request.getfixturevalue("ollama_server" if make is _ollama else "openai_server")
+    server = request.getfixturevalue(make.__name__.lstrip("_") + "_server")
     gc.disable()  # the reference count alone must release it, not the cyclic collector
     try:
         stream = make(server)
