@@ -8,13 +8,19 @@ the magic in a real kernel and through the REST API, with no front-end change.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 import types
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from localmind_jupyter.errors import ModelNotFound, OptionError
 from tests.conftest import REPO
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
 def documented_example() -> str:
@@ -94,3 +100,139 @@ PYPROJECT = textwrap.dedent(
     py-modules = ["echo_plugin_example"]
     """
 )
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory) -> Path:
+    """The example as a distribution of its own, pip-installed into a throwaway folder.
+
+    ``--target`` rather than the shared virtualenv: other test processes using that
+    environment never see a backend type appear and vanish under them.
+    """
+    root = tmp_path_factory.mktemp("echo-plugin")
+    dist, site = root / "dist", root / "site"
+    dist.mkdir()
+    (dist / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (dist / "echo_plugin_example.py").write_text(documented_example(), encoding="utf-8")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    subprocess.run(
+        [*pip, "--no-build-isolation", "--target", str(site), str(dist)],
+        check=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert list(site.glob("echo_plugin_example-1.0.dist-info/entry_points.txt"))
+    return site
+
+
+CONFIG = "default_model: parrots:parrot\nbackends:\n  parrots:\n    type: echo\n"
+
+
+@pytest.fixture
+def echo_kernel(isolated_home: Path, plugin_site: Path) -> Iterator:
+    from tests.test_magic_kernel import Kernel
+
+    (isolated_home / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    k = Kernel(isolated_home)
+    try:
+        k.run(f"import sys; sys.path.insert(0, {str(plugin_site)!r})")  # as if pip-installed
+        k.run("%load_ext localmind_jupyter")
+        yield k
+    finally:
+        k.stop()
+
+
+def test_the_installed_example_streams_through_the_magic(echo_kernel):
+    from tests.test_magic_kernel import answer_messages, of_type
+
+    messages = echo_kernel.run("%%localmind\nhello plugin world")
+    assert not of_type(messages, "error")
+    final = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"][-1]
+    assert final["content"]["data"]["text/plain"] == "hello plugin world "
+    meta = final["content"]["metadata"]["localmind"]
+    assert meta["backend"] == "parrots" and meta["stats"]["completion_tokens"] == 3
+    assert meta["stats"]["finish_reason"] == "stop" and meta["stopped"] is False
+    footer = of_type(messages, "display_data")[-1]["content"]["data"]["text/plain"]
+    assert footer.startswith("parrots:parrot · 3 tokens")
+
+
+def test_the_installed_example_stops_on_an_interrupt_and_fails_clearly(echo_kernel):
+    from tests.test_magic_kernel import answer_messages, of_type
+
+    def interrupt_after_some_words(msg: dict) -> None:
+        text = msg["content"].get("data", {}).get("text/plain", "")
+        if msg["msg_type"] == "update_display_data" and not asked and text.count(" ") >= 5:
+            asked.append(True)
+            echo_kernel.manager.interrupt_kernel()
+
+    asked: list[bool] = []
+    words = " ".join(f"w{i}" for i in range(500))  # 5 s at the example's pace
+    messages = echo_kernel.run(f"%%localmind\n{words}", on_message=interrupt_after_some_words)
+    assert asked and not of_type(messages, "error"), "the interrupt became a traceback"
+    final = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"][-1]
+    meta = final["content"]["metadata"]["localmind"]
+    assert meta["stopped"] is True and meta["stats"]["finish_reason"] == "cancelled"
+    assert final["content"]["data"]["text/plain"].startswith("w0 w1 w2 w3 w4 ")
+
+    messages = echo_kernel.run("%%localmind parrots:crow\nhi")
+    assert not of_type(messages, "error")
+    texts = [
+        m["content"]["data"]["text/plain"]
+        for m in of_type(messages, "display_data", "update_display_data")
+    ]
+    assert any("no model 'crow' in Echo; try 'parrot'" in t for t in texts), texts
+
+
+@pytest.fixture
+def jp_server_config(isolated_home: Path, plugin_site: Path) -> Iterator:
+    """A Jupyter server whose process has the example installed, configured to use it."""
+    from traitlets.config import Config
+
+    from localmind_jupyter.backends import refresh_backend_types
+
+    (isolated_home / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    sys.path.insert(0, str(plugin_site))
+    refresh_backend_types()
+    try:
+        yield Config({"ServerApp": {"jpserver_extensions": {"localmind_jupyter": True}}})
+    finally:
+        sys.path.remove(str(plugin_site))
+        sys.modules.pop("echo_plugin_example", None)
+        refresh_backend_types()
+
+
+async def test_the_installed_example_answers_through_the_rest_api(jp_fetch):
+    import json
+
+    chunks: list[bytes] = []
+    response = await jp_fetch(
+        "localmind",
+        "api",
+        "generate",
+        method="POST",
+        body=json.dumps({"prompt": "hello plugin world", "model": "parrots:parrot"}),
+        streaming_callback=chunks.append,
+    )
+    assert response.code == 200
+    lines = [json.loads(line) for line in b"".join(chunks).splitlines() if line.strip()]
+    assert lines[0] == {"type": "start", "backend": "parrots", "model": "parrot"}
+    assert [line["text"] for line in lines if line["type"] == "text"] == [
+        "hello ",
+        "plugin ",
+        "world ",
+    ]
+    stats = lines[-1]["response"]
+    assert lines[-1]["type"] == "done" and stats["completion_tokens"] == 3
+    assert stats["prompt_tokens"] == 3 and stats["finish_reason"] == "stop"
+
+    response = await jp_fetch(
+        "localmind",
+        "api",
+        "generate",
+        method="POST",
+        body=json.dumps({"prompt": "hi", "model": "parrots:crow"}),
+        raise_error=False,
+    )
+    body = json.loads(response.body)
+    assert response.code == 404, body
+    assert "no model 'crow' in Echo; try 'parrot'" in body["message"]
