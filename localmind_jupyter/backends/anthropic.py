@@ -23,17 +23,12 @@ from ..errors import (
     OptionError,
 )
 from ..secrets import check_url_credentials, redact, register, register_url, vendor_key
-from .base import (
-    BackendSettings,
-    BaseBackend,
-    GenerationOptions,
-    ProgressCallback,
-    ResponseStream,
-    StreamTimer,
-)
+from .base import BackendSettings, BaseBackend, Delta, ProgressCallback, Started, Usage
 
 if TYPE_CHECKING:
     import anthropic
+
+    from ._request import GenerationRequest
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_HOST = "api.anthropic.com"
@@ -264,28 +259,28 @@ class AnthropicBackend(BaseBackend):
         }
 
     # --- generation -------------------------------------------------------------------------
-    def _request(self, prompt: str, model: str, opts: GenerationOptions) -> dict[str, Any]:
+    def _params(self, request: GenerationRequest) -> dict[str, Any]:
         """The Messages API body: options it cannot honour fail here, before any request."""
-        if opts.seed is not None:
+        if request.seed is not None:
             raise OptionError(
                 "the Anthropic API does not support seed: its sampling cannot be made "
                 "reproducible; leave seed out (temperature=0 gives the most repeatable answers)"
             )
-        if opts.temperature is not None and opts.temperature > 1:
+        if request.temperature is not None and request.temperature > 1:
             raise OptionError(
-                f"the Anthropic API accepts temperature between 0 and 1, got {opts.temperature}"
+                f"the Anthropic API accepts temperature between 0 and 1, got {request.temperature}"
             )
-        systems = [opts.system] if opts.system else []
+        systems = [request.system] if request.system else []
         messages: list[dict[str, str]] = []
-        for turn in [*opts.messages, {"role": "user", "content": prompt}]:
+        for turn in [*request.messages, {"role": "user", "content": request.prompt}]:
             if turn["role"] == "system":  # the API takes system text only at the top level
                 systems.append(turn["content"])
             else:
                 messages.append(turn)
         params: dict[str, Any] = {
-            "model": model,
+            "model": request.model,
             "messages": messages,
-            "max_tokens": opts.max_tokens or self.settings.max_tokens,
+            "max_tokens": request.max_tokens or self.settings.max_tokens,
             "stream": True,
         }
         if systems:
@@ -294,78 +289,57 @@ class AnthropicBackend(BaseBackend):
         # with sampling options), and extra_body sends the same JSON with 0.x and 1.x alike.
         sampling = {
             name: value
-            for name, value in (("temperature", opts.temperature), ("top_p", opts.top_p))
+            for name, value in (("temperature", request.temperature), ("top_p", request.top_p))
             if value is not None
         }
         if sampling:
             params["extra_body"] = sampling
-        if opts.stop:
-            params["stop_sequences"] = opts.stop
+        if request.stop:
+            params["stop_sequences"] = request.stop
         return params
 
-    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
-        opts = self.parse_options(kwargs)
-        params = self._request(prompt, model, opts)
+    def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
+        params = self._params(request)
         client = self.client
         import anthropic
 
-        stream = ResponseStream(model, self.name)
-        timer = StreamTimer(stream)
         try:
             events = client.messages.create(**params)
         except anthropic.APIError as exc:
-            raise self._translate(exc, model) from None
-        return stream.bind(self._read_events(events, timer, model))
-
-    def _read_events(
-        self, events: Any, timer: StreamTimer, model: str
-    ) -> Generator[str, None, None]:
-        pieces = timer.pieces
-        stop_reason: str | None = None
-        input_tokens: int | None = None
-        output_tokens: int | None = None
+            raise self._translate(exc, request.model) from None
+        usage = Usage()
         finished = False
         try:
+            yield Started()
             for event in events:
                 kind = event.type
                 if kind == "content_block_delta":
                     text = getattr(event.delta, "text", None)  # tool input deltas carry none
                     if text:
-                        if timer.first is None:
-                            timer.mark_piece()
-                        pieces.append(text)
                         yield text
                 elif kind == "message_start":
-                    usage = event.message.usage
-                    input_tokens = _prompt_tokens(usage)
-                    output_tokens = getattr(usage, "output_tokens", None)
+                    usage.prompt_tokens = _prompt_tokens(event.message.usage)
+                    usage.completion_tokens = getattr(event.message.usage, "output_tokens", None)
                 elif kind == "message_delta":
-                    stop_reason = event.delta.stop_reason or stop_reason
-                    usage = event.usage
-                    if getattr(usage, "output_tokens", None) is not None:
-                        output_tokens = usage.output_tokens
-                    if getattr(usage, "input_tokens", None) is not None:
-                        input_tokens = _prompt_tokens(usage)
+                    usage.finish_reason = event.delta.stop_reason or usage.finish_reason
+                    if getattr(event.usage, "output_tokens", None) is not None:
+                        usage.completion_tokens = event.usage.output_tokens
+                    if getattr(event.usage, "input_tokens", None) is not None:
+                        usage.prompt_tokens = _prompt_tokens(event.usage)
                 elif kind == "message_stop":
                     finished = True
-        except (GeneratorExit, KeyboardInterrupt):
-            timer.cancelled()
-            raise
         except Exception as exc:  # noqa: BLE001 - API errors and the HTTP library's own
-            raise self._translate(exc, model, timer.text, mid_stream=True) from None
+            raise self._translate(exc, request.model, mid_stream=True) from None
         finally:
             events.close()  # closes the HTTP response: stopping stops at the source
-        if not finished and stop_reason is None:
+        if not finished and usage.finish_reason is None:
             raise GenerationError(
                 f"the stream from {self.base_url} ended before the answer finished; the partial "
-                "answer is kept",
-                timer.text,
+                "answer is kept"
             )
-        timer.finish(
-            finish_reason=FINISH_REASONS.get(stop_reason or "", stop_reason),
-            prompt_tokens=input_tokens,
-            completion_tokens=output_tokens,
-        )
+        reason = usage.finish_reason
+        usage.finish_reason = FINISH_REASONS.get(reason or "", reason)
+        yield usage
 
 
 def _is_official(base_url: str) -> bool:

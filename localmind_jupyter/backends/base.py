@@ -9,47 +9,46 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import math
 import threading
-import time
-import weakref
-from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ConfigError, GenerationError, OptionError
+from ..errors import ConfigError, GenerationError
 from ..secrets import is_secret_key, register_settings
-
-#: Options every backend understands, mapped to each backend's own names.
-COMMON_OPTIONS: frozenset[str] = frozenset(
-    {"system", "messages", "temperature", "max_tokens", "top_p", "seed", "stop"}
+from ._stream import (
+    Delta,
+    ModelResponse,
+    ResponseStream,
+    Started,
+    StopMatcher,
+    StreamTimer,
+    Thinking,
+    Usage,
+    open_stream,
 )
 
+if TYPE_CHECKING:
+    from ._request import GenerationRequest
+
+__all__ = [
+    "BackendSettings",
+    "BaseBackend",
+    "Delta",
+    "DownloadProgress",
+    "GenerationRequest",
+    "ModelResponse",
+    "ProgressCallback",
+    "ResponseStream",
+    "Started",
+    "StopMatcher",
+    "StreamTimer",
+    "Thinking",
+    "Usage",
+    "parse_options",
+]
+
 ProgressCallback = Callable[["DownloadProgress"], None]
-
-#: The largest seed: every engine takes 0..2**31-1 as it is (llama.cpp's seed is a uint32
-#: whose 0xFFFFFFFF means "random", Ollama's a Go int, torch's an int64, OpenAI's an integer).
-MAX_SEED = 2**31 - 1
-
-
-@dataclass
-class ModelResponse:
-    """One finished answer, with the same statistics whatever backend produced it."""
-
-    text: str
-    model: str
-    backend: str
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    time_to_first_token: float | None = None
-    duration: float | None = None
-    tokens_per_second: float | None = None
-    #: True when the server sent no token count and the streamed pieces were counted instead.
-    tokens_approximate: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -69,267 +68,22 @@ class DownloadProgress:
         return min(1.0, self.completed / self.total)
 
 
-@dataclass
-class GenerationOptions:
-    """The backend-neutral generation options, validated once for every backend."""
-
-    system: str | None = None
-    messages: list[dict[str, str]] = field(default_factory=list)
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def chat_messages(self, prompt: str) -> list[dict[str, str]]:
-        """System prompt, earlier turns, then the new user turn."""
-        messages: list[dict[str, str]] = []
-        if self.system:
-            messages.append({"role": "system", "content": self.system})
-        messages.extend(self.messages)
-        messages.append({"role": "user", "content": prompt})
-        return messages
-
-
 def parse_options(
     kwargs: Mapping[str, Any], extra_allowed: frozenset[str] = frozenset()
-) -> GenerationOptions:
+) -> GenerationRequest:
     """Validate keyword options so a typo or a bad value fails loudly, not silently."""
-    unknown = set(kwargs) - COMMON_OPTIONS - extra_allowed
-    if unknown:
-        supported = ", ".join(sorted(COMMON_OPTIONS | extra_allowed))
-        raise OptionError(
-            f"unknown option(s) {', '.join(sorted(unknown))}; supported options are: {supported}"
-        )
-    opts = GenerationOptions(extra={k: v for k, v in kwargs.items() if k in extra_allowed})
+    from ._request import GenerationRequest
 
-    system = kwargs.get("system")
-    if system is not None and not isinstance(system, str):
-        raise OptionError("system must be a string")
-    opts.system = system or None
-
-    messages = kwargs.get("messages") or []
-    if not isinstance(messages, list):
-        raise OptionError("messages must be a list of {'role': ..., 'content': ...} dicts")
-    for turn in messages:
-        if (
-            not isinstance(turn, Mapping)
-            or turn.get("role") not in {"system", "user", "assistant"}
-            or not isinstance(turn.get("content"), str)
-        ):
-            raise OptionError(
-                "each entry of messages must be a dict with role 'system', 'user' or 'assistant' "
-                f"and string content; got {turn!r:.80}"
-            )
-    opts.messages = [{"role": t["role"], "content": t["content"]} for t in messages]
-
-    temperature = kwargs.get("temperature")
-    if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise OptionError(f"temperature must be a number, got {temperature!r}")
-        if not 0 <= temperature <= 2:
-            raise OptionError(f"temperature must be between 0 and 2, got {temperature}")
-        opts.temperature = float(temperature)
-
-    max_tokens = kwargs.get("max_tokens")
-    if max_tokens is not None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise OptionError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-        opts.max_tokens = max_tokens
-
-    top_p = kwargs.get("top_p")
-    if top_p is not None:
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
-            raise OptionError(f"top_p must be a number in (0, 1], got {top_p!r}")
-        opts.top_p = float(top_p)
-
-    seed = kwargs.get("seed")
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-            raise OptionError(
-                f"seed must be an integer from 0 to {MAX_SEED} (2**31 - 1), got {_shown(seed)}; "
-                "pick a seed in that range, e.g. 42"
-            )
-        opts.seed = seed
-
-    stop = kwargs.get("stop")
-    if stop is not None:
-        stops = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
-            raise OptionError("stop must be a non-empty string or a list of non-empty strings")
-        opts.stop = list(stops)
-    return opts
+    return GenerationRequest.build("", "", kwargs, extra_allowed)
 
 
-def _shown(value: Any) -> str:
-    """A short repr: an integer too long to print (str() refuses > 4300 digits) by its size."""
-    if isinstance(value, int) and value.bit_length() > 128:
-        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    return f"{value!r:.40}"
+def __getattr__(name: str) -> Any:
+    """``GenerationRequest`` (pydantic) is imported on first use, not with this module."""
+    if name in {"GenerationRequest", "GenerationOptions"}:
+        from ._request import GenerationRequest
 
-
-class ResponseStream:
-    """Text pieces as they arrive; ``.response`` once exhausted; ``.close()`` stops the source.
-
-    ``__iter__`` returns the backend's generator itself, so a ``for`` loop pays for no
-    extra layer per piece. Leaving the loop early does not stop a stream still held (it
-    can be read on); ``close()``, ``with`` or dropping the stream does. The generator
-    reaches this stream only through a weak reference (see ``StreamTimer``): no reference
-    cycle, so dropping the stream drops the generator at once and its ``finally`` releases
-    the source (HTTP connection, worker thread) without waiting for the cyclic collector.
-    """
-
-    def __init__(self, model: str, backend: str) -> None:
-        self.model = model
-        self.backend = backend
-        self.response: ModelResponse | None = None
-        self.pieces: list[str] = []
-        self._generator: Generator[str, None, None] | None = None
-        self._cancel: threading.Event | None = None
-
-    def bind(
-        self, generator: Generator[str, None, None], cancel: threading.Event | None = None
-    ) -> ResponseStream:
-        """``cancel``: an event the source checks while it computes (see ``cancel()``)."""
-        self._generator = generator
-        self._cancel = cancel
-        return self
-
-    @property
-    def text(self) -> str:
-        """What has arrived so far (the partial answer if stopped or failed)."""
-        return "".join(self.pieces)
-
-    def __iter__(self) -> Iterator[str]:
-        assert self._generator is not None, "stream was never bound to a generator"
-        return self._generator
-
-    def __next__(self) -> str:
-        assert self._generator is not None, "stream was never bound to a generator"
-        return next(self._generator)
-
-    def close(self) -> None:
-        """Stop generating at the source; ``response`` then holds the partial answer."""
-        if self._generator is not None:
-            self._generator.close()
-
-    def cancel(self) -> None:
-        """Ask the source to stop now, from any thread; ``close()`` works on the reading one only.
-
-        An in-process engine stops within one step of its compute, even inside a long
-        prompt pass; the reading thread then sees the stream end as "cancelled".
-        """
-        if self._cancel is not None:
-            self._cancel.set()
-
-    def __enter__(self) -> ResponseStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class StreamTimer:
-    """Measures time to first token and duration the same way for every backend.
-
-    Backend generators hold the timer, not the stream: it keeps the stream's pieces
-    and only a weak reference to the stream itself.
-    """
-
-    def __init__(self, stream: ResponseStream | None = None) -> None:
-        self.start = time.perf_counter()
-        self.first: float | None = None
-        self._stream = weakref.ref(stream) if stream is not None else None
-        self.pieces: list[str] = stream.pieces if stream is not None else []
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-    def mark_piece(self) -> None:
-        if self.first is None:
-            self.first = time.perf_counter()
-
-    def cancelled(self) -> ModelResponse | None:
-        """The consumer left (``close()``, a left loop, Ctrl-C): keep the partial answer."""
-        return self.finish(finish_reason="cancelled", prompt_tokens=None, completion_tokens=None)
-
-    def finish(
-        self,
-        stream: ResponseStream | None = None,
-        *,
-        finish_reason: str | None,
-        prompt_tokens: int | None,
-        completion_tokens: int | None,
-        tokens_per_second: float | None = None,
-    ) -> ModelResponse | None:
-        """Record the response on the stream (if anyone still holds it).
-
-        Tokens/s is decode speed, after the first token, unless the backend knows better.
-        Without a count from the server (llama.cpp's server sends no usage; a stopped
-        stream gets none) the streamed pieces are counted: about one token each.
-        """
-        if stream is None and self._stream is not None:
-            stream = self._stream()
-        if stream is None:
-            return None
-        approximate = completion_tokens is None and bool(stream.pieces)
-        if approximate:
-            completion_tokens = len(stream.pieces)
-        end = time.perf_counter()
-        ttft = None if self.first is None else self.first - self.start
-        if tokens_per_second is None and completion_tokens and ttft is not None:
-            decode_time = end - self.first  # type: ignore[operator]
-            if completion_tokens > 1 and decode_time > 0:
-                tokens_per_second = (completion_tokens - 1) / decode_time
-        response = ModelResponse(
-            text=stream.text,
-            model=stream.model,
-            backend=stream.backend,
-            finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            time_to_first_token=ttft,
-            duration=end - self.start,
-            tokens_per_second=tokens_per_second,
-            tokens_approximate=approximate,
-        )
-        stream.response = response
-        return response
-
-
-class StopMatcher:
-    """Holds back text that may begin a stop string, for engines that cannot stop on strings."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self.stops = stops
-        self.pending = ""
-        self.stopped = False
-
-    def feed(self, piece: str) -> str:
-        """Return the text that is safe to show now; sets ``stopped`` when a stop string appears."""
-        if not self.stops:
-            return piece
-        self.pending += piece
-        cuts = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
-        if cuts:
-            self.stopped = True
-            out, self.pending = self.pending[: min(cuts)], ""
-            return out
-        hold = 0
-        for stop in self.stops:
-            for k in range(min(len(stop) - 1, len(self.pending)), hold, -1):
-                if self.pending.endswith(stop[:k]):
-                    hold = k
-                    break
-        split = len(self.pending) - hold
-        out, self.pending = self.pending[:split], self.pending[split:]
-        return out
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
+        return GenerationRequest
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -383,6 +137,8 @@ class BaseBackend:
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     #: Backend-specific keyword options accepted besides the common ones.
     extra_options: ClassVar[frozenset[str]] = frozenset()
+    #: False for engines that cannot stop on strings: the base then cuts the text itself.
+    stops_on_strings: ClassVar[bool] = True
     #: False for backends that serve remote models: front ends then offer no download.
     downloads_models: ClassVar[bool] = True
     #: Packages ``check_availability`` imports on first use; the loader imports them one at
@@ -446,11 +202,28 @@ class BaseBackend:
         raise NotImplementedError
 
     # --- generation ---------------------------------------------------------------------------
-    def parse_options(self, kwargs: Mapping[str, Any]) -> GenerationOptions:
+    def parse_options(self, kwargs: Mapping[str, Any]) -> GenerationRequest:
         return parse_options(kwargs, self.extra_options)
 
-    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
+    def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:
+        """The typed request; a backend that checks its ``extra`` options extends this."""
+        from ._request import GenerationRequest
+
+        return GenerationRequest.build(prompt, model, kwargs, self.extra_options)
+
+    def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
+        """The one method a backend writes: yield ``Started()`` once the request is sent
+        (errors before it raise from ``generate_stream()``), then text pieces (``str``),
+        ``Thinking`` and ``Usage``; release the connection or worker in ``finally``.
+        """
         raise NotImplementedError
+        yield  # pragma: no cover - makes this a generator for type checkers
+
+    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
+        """Validate, start ``deltas()`` up to ``Started``, and keep the books of the rest."""
+        request = self.build_request(prompt, model, **kwargs)
+        stops = None if self.stops_on_strings else request.stop
+        return open_stream(self.deltas(request), model, self.name, stops)
 
     def generate(self, prompt: str, model: str, **kwargs: Any) -> ModelResponse:
         """Drain the stream: one code path for both, so stats and errors cannot drift apart."""

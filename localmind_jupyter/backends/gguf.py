@@ -34,11 +34,10 @@ import logging
 import random
 import re
 import threading
-import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from annotated_types import Ge
 
@@ -55,12 +54,15 @@ from ._prefill import GenerationCancelled
 from .base import (
     BackendSettings,
     BaseBackend,
+    Delta,
     DownloadProgress,
-    GenerationOptions,
     ProgressCallback,
-    ResponseStream,
-    StreamTimer,
+    Started,
+    Usage,
 )
+
+if TYPE_CHECKING:
+    from ._request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -289,27 +291,27 @@ class GGUFBackend(BaseBackend):
             ) from exc
 
     # --- generation -----------------------------------------------------------------------------
-    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
-        """Validate, load and apply the chat template now (errors at call time); generate
-        when iterated, in the iterating thread."""
-        opts = self.parse_options(kwargs)
-        if not isinstance(prompt, str):
-            raise OptionError(f"prompt must be a string, got {type(prompt).__name__}")
-        loaded = self._get_loaded(model)
+    def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
+        """Load and apply the chat template now (errors at call time); generate when read,
+        in the reading thread."""
+        loaded = self._get_loaded(request.model)
         try:
             chunks = loaded.llama.create_chat_completion(
-                opts.chat_messages(prompt),
+                request.chat_messages(),
                 stream=True,
-                max_tokens=opts.max_tokens or self.settings.max_new_tokens,
-                stop=list(opts.stop),
-                **_sampling_kwargs(opts),
+                max_tokens=request.max_tokens or self.settings.max_new_tokens,
+                stop=list(request.stop),
+                **_sampling_kwargs(request),
             )
         except Exception as exc:  # jinja raises its own errors for e.g. role order
             raise OptionError(f"the model's chat template rejected the messages: {exc}") from exc
-        stream = ResponseStream(model, self.name)
-        timer = StreamTimer(stream)
         cancel = threading.Event()
-        return stream.bind(_read_stream(timer, loaded, chunks, self.settings.n_ctx, cancel), cancel)
+        try:
+            yield Started(cancel=cancel, clock_from_read=True)
+        except GeneratorExit:
+            chunks.close()
+            raise
+        yield from _generate(loaded, chunks, self.settings.n_ctx, cancel)
 
     # --- downloads ------------------------------------------------------------------------------
     def download_model(
@@ -364,18 +366,10 @@ class GGUFBackend(BaseBackend):
 
 
 # --- the generation loop --------------------------------------------------------------------------
-def _read_stream(
-    timer: StreamTimer,
-    loaded: _Loaded,
-    chunks: Iterator[dict[str, Any]],
-    n_ctx: int,
-    cancel: threading.Event,
-) -> Generator[str, None, None]:
-    """Relay llama.cpp's chunks; on the way out, always close its iterator.
-
-    Holds the stream only through ``timer`` (a weak reference), so a dropped stream
-    finalises this generator at once and llama.cpp computes nothing more.
-    """
+def _generate(
+    loaded: _Loaded, chunks: Iterator[dict[str, Any]], n_ctx: int, cancel: threading.Event
+) -> Generator[Delta, None, None]:
+    """Relay llama.cpp's chunks; on the way out, always close its iterator."""
     me = threading.get_ident()
     if loaded.owner == me:
         chunks.close()
@@ -383,55 +377,39 @@ def _read_stream(
             "another stream of this model is still open in this thread; read it to the end "
             "or close() it before starting the next"
         )
-    timer.start = time.perf_counter()  # work starts now, not when the stream was made
     counts = _Counts()
-    finish_reason: str | None = None
-    ended = False  # finished or failed: no "cancelled" response on the way out
+    usage = Usage(finish_reason="stop")
     with loaded.lock:
         loaded.owner = me
         loaded.last_counts = counts
         loaded.llama.localmind_counts = counts
         loaded.llama.localmind_cancel = cancel
         try:
+            yield usage  # updated in place: a cancelled answer still says what it cost
             for chunk in chunks:
                 choice = chunk["choices"][0]
                 text = choice["delta"].get("content")
                 if text:
-                    timer.mark_piece()
-                    timer.pieces.append(text)
                     yield text
                 if choice.get("finish_reason"):
-                    finish_reason = choice["finish_reason"]
-            ended = True
-            timer.finish(
-                finish_reason=finish_reason or "stop",
-                prompt_tokens=counts.prompt,
-                completion_tokens=counts.completion,
-            )
+                    usage.finish_reason = choice["finish_reason"]
         except GenerationCancelled:
-            pass  # stream.cancel(): "cancelled" below, with the partial answer
+            usage.finish_reason = "cancelled"  # stream.cancel(), with the partial answer
         except (ValueError, RuntimeError, OSError) as exc:
-            ended = True
             message = str(exc)
             if "exceed context window" in message:
                 message += f"; shorten the prompt or raise the n_ctx setting (now {n_ctx})"
-            raise GenerationError(f"llama.cpp failed: {message}", timer.text) from exc
+            raise GenerationError(f"llama.cpp failed: {message}") from exc
         finally:
             chunks.close()  # stops llama.cpp: nothing is sampled after this
             counts.closed = True
+            usage.prompt_tokens, usage.completion_tokens = counts.prompt, counts.completion
             loaded.llama.localmind_counts = None
             loaded.llama.localmind_cancel = None
             loaded.owner = None
-            if not ended:
-                # Closed early (or failed): keep the partial answer and what it cost.
-                timer.finish(
-                    finish_reason="cancelled",
-                    prompt_tokens=counts.prompt,
-                    completion_tokens=counts.completion,
-                )
 
 
-def _sampling_kwargs(opts: GenerationOptions) -> dict[str, Any]:
+def _sampling_kwargs(opts: GenerationRequest) -> dict[str, Any]:
     """Greedy unless a temperature > 0 (or top_p alone) asks for sampling.
 
     llama-cpp-python's own defaults (top_k 40, min_p 0.05, temperature 0.2) are switched

@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -21,15 +21,17 @@ from ._ollama_options import check_options
 from .base import (
     BackendSettings,
     BaseBackend,
+    Delta,
     DownloadProgress,
-    GenerationOptions,
     ProgressCallback,
-    ResponseStream,
-    StreamTimer,
+    Started,
+    Usage,
 )
 
 if TYPE_CHECKING:
     import httpx
+
+    from ._request import GenerationRequest
 
 DEFAULT_PORT = 11434
 DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -269,61 +271,54 @@ class OllamaBackend(BaseBackend):
     def get_backend_info(self) -> dict[str, Any]:
         return {**super().get_backend_info(), "base_url": self.base_url, "version": self._version}
 
-    def parse_options(self, kwargs: Mapping[str, Any]) -> GenerationOptions:
+    def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:
         """The common options, then Ollama's own (keep_alive, format) before any request."""
-        opts = super().parse_options(kwargs)
-        check_options(opts.extra)
-        return opts
+        request = super().build_request(prompt, model, **kwargs)
+        check_options(request.extra)
+        return request
 
-    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
-        opts = self.parse_options(kwargs)
+    def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        if opts.temperature is not None:
-            options["temperature"] = opts.temperature
-        if opts.top_p is not None:
-            options["top_p"] = opts.top_p
-        if opts.seed is not None:
-            options["seed"] = opts.seed
-        if opts.max_tokens is not None:
-            options["num_predict"] = opts.max_tokens
-        if opts.stop:
-            options["stop"] = opts.stop
+        for name, value in (
+            ("temperature", request.temperature),
+            ("top_p", request.top_p),
+            ("seed", request.seed),
+            ("num_predict", request.max_tokens),
+            ("stop", request.stop or None),
+        ):
+            if value is not None:
+                options[name] = value
         body: dict[str, Any] = {
-            "model": model,
-            "messages": opts.chat_messages(prompt),
+            "model": request.model,
+            "messages": request.chat_messages(),
             "stream": True,
         }
         if options:
             body["options"] = options
-        keep_alive = opts.extra.get("keep_alive", self.settings.keep_alive)
+        keep_alive = request.extra.get("keep_alive", self.settings.keep_alive)
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
-        if "format" in opts.extra:
-            body["format"] = opts.extra["format"]
+        if "format" in request.extra:
+            body["format"] = request.extra["format"]
+        return body
 
-        stream = ResponseStream(model, self.name)
-        timer = StreamTimer(stream)
-        response = self._send("POST", "/api/chat", body, stream=True)
-        self._raise_for_status(response, model)
-        return stream.bind(self._read_chat(response, timer))
-
-    def _read_chat(
-        self, response: httpx.Response, timer: StreamTimer
-    ) -> Generator[str, None, None]:
-        """Yield message pieces from the NDJSON body; the ``finally`` closes the connection."""
+    def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
+        """Message pieces from the NDJSON body; the ``finally`` closes the connection."""
         import httpx
 
-        append = timer.pieces.append
-        loads = json.loads
+        response = self._send("POST", "/api/chat", self._chat_body(request), stream=True)
+        self._raise_for_status(response, request.model)
+        loads = json.JSONDecoder().decode  # str lines: no per-line encoding detection
         final: dict[str, Any] | None = None
         buffer = b""
         try:
+            yield Started()
             for data in response.iter_bytes():
                 if b"\n" not in data:
                     buffer += data
                     continue
-                *lines, buffer = (buffer + data).split(b"\n")
-                for line in lines:
+                complete, _, buffer = (buffer + data).rpartition(b"\n")
+                for line in complete.decode().split("\n"):  # whole lines: whole characters
                     if not line:
                         continue
                     chunk = loads(line)
@@ -331,58 +326,45 @@ class OllamaBackend(BaseBackend):
                     if message is None:
                         if "error" in chunk:
                             raise GenerationError(
-                                f"Ollama reported an error mid-answer: {chunk['error']}",
-                                timer.text,
+                                f"Ollama reported an error mid-answer: {chunk['error']}"
                             )
-                    else:
-                        content = message["content"]
-                        if content:
-                            if timer.first is None:
-                                timer.mark_piece()
-                            append(content)
-                            yield content
+                    elif message["content"]:
+                        yield message["content"]
                     if chunk.get("done"):
                         final = chunk
                         break
                 if final is not None:
                     break
-        except (GeneratorExit, KeyboardInterrupt):
-            timer.cancelled()
-            raise
         except httpx.TimeoutException:
             raise GenerationError(
                 f"Ollama sent nothing for {self.settings.read_timeout:g} s mid-answer; the partial "
                 f"answer is kept — raise backends.{self.name}.settings.read_timeout if the model "
-                "is slow",
-                timer.text,
+                "is slow"
             ) from None
         except httpx.HTTPError as exc:
             raise GenerationError(
                 f"the connection to Ollama at {self.base_url} dropped mid-answer "
-                f"({_short(exc)}); the partial answer is kept",
-                timer.text,
+                f"({_short(exc)}); the partial answer is kept"
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise GenerationError(
-                f"Ollama sent a line that is not a valid chat chunk ({_short(exc)})", timer.text
+                f"Ollama sent a line that is not a valid chat chunk ({_short(exc)})"
             ) from None
         finally:
             response.close()
         if final is None:
             raise GenerationError(
-                "the stream from Ollama ended before its final message; the partial answer is kept",
-                timer.text,
+                "the stream from Ollama ended before its final message; the partial answer is kept"
             )
         eval_count = final.get("eval_count")
         eval_duration = final.get("eval_duration")
-        tokens_per_second = (
-            eval_count / eval_duration * 1e9 if eval_count and eval_duration else None
-        )
-        timer.finish(
-            finish_reason=final.get("done_reason"),
+        yield Usage(
             prompt_tokens=final.get("prompt_eval_count"),
             completion_tokens=eval_count,
-            tokens_per_second=tokens_per_second,
+            finish_reason=final.get("done_reason"),
+            tokens_per_second=eval_count / eval_duration * 1e9
+            if eval_count and eval_duration
+            else None,
         )
 
     def download_model(

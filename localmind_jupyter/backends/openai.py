@@ -22,16 +22,12 @@ from ..errors import (
     OptionError,
 )
 from ..secrets import check_url_credentials, redact, register, register_url, vendor_key
-from .base import (
-    BackendSettings,
-    BaseBackend,
-    ProgressCallback,
-    ResponseStream,
-    StreamTimer,
-)
+from .base import BackendSettings, BaseBackend, Delta, ProgressCallback, Started, Usage
 
 if TYPE_CHECKING:
     import openai
+
+    from ._request import GenerationRequest
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OPENAI_HOST = "api.openai.com"
@@ -256,41 +252,30 @@ class OpenAIBackend(BaseBackend):
             "api_key_set": self._api_key is not None,
         }
 
-    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
+    def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         import openai
 
-        opts = self.parse_options(kwargs)
         params: dict[str, Any] = {
-            "model": model,
-            "messages": opts.chat_messages(prompt),
+            "model": request.model,
+            "messages": request.chat_messages(),
             "stream": True,
         }
         if self.settings.include_usage:
             params["stream_options"] = {"include_usage": True}
         for name in ("temperature", "top_p", "seed", "max_tokens"):
-            value = getattr(opts, name)
+            value = getattr(request, name)
             if value is not None:
                 params[name] = value
-        if opts.stop:
-            params["stop"] = opts.stop
-
-        stream = ResponseStream(model, self.name)
-        timer = StreamTimer(stream)
+        if request.stop:
+            params["stop"] = request.stop
         try:
             chunks = self.client.chat.completions.create(**params)
         except openai.APIError as exc:
-            raise self._translate(exc, model) from None
-        return stream.bind(self._read_chunks(chunks, timer, model))
-
-    def _read_chunks(
-        self, chunks: Any, timer: StreamTimer, model: str
-    ) -> Generator[str, None, None]:
-        import openai
-
-        pieces = timer.pieces
+            raise self._translate(exc, request.model) from None
         finish_reason: str | None = None
         usage: Any = None
         try:
+            yield Started()
             for chunk in chunks:
                 if chunk.usage is not None:
                     usage = chunk.usage
@@ -299,29 +284,22 @@ class OpenAIBackend(BaseBackend):
                 choice = chunk.choices[0]
                 content = choice.delta.content if choice.delta is not None else None
                 if content:
-                    if timer.first is None:
-                        timer.mark_piece()
-                    pieces.append(content)
                     yield content
                 if choice.finish_reason:
                     finish_reason = choice.finish_reason
-        except (GeneratorExit, KeyboardInterrupt):
-            timer.cancelled()
-            raise
         except openai.APIError as exc:
-            raise self._translate(exc, model, timer.text, mid_stream=True) from None
+            raise self._translate(exc, request.model, mid_stream=True) from None
         finally:
             chunks.close()
         if finish_reason is None:
             raise GenerationError(
                 f"the stream from {self.base_url} ended before the answer finished; the partial "
-                "answer is kept",
-                timer.text,
+                "answer is kept"
             )
-        timer.finish(
-            finish_reason=finish_reason,
-            prompt_tokens=getattr(usage, "prompt_tokens", None),
-            completion_tokens=getattr(usage, "completion_tokens", None),
+        yield Usage(
+            getattr(usage, "prompt_tokens", None),
+            getattr(usage, "completion_tokens", None),
+            finish_reason,
         )
 
 

@@ -32,11 +32,10 @@ import queue
 import re
 import sys
 import threading
-import weakref
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from annotated_types import Ge
 
@@ -53,13 +52,15 @@ from ._loaded import LoadedModels
 from .base import (
     BackendSettings,
     BaseBackend,
+    Delta,
     DownloadProgress,
-    GenerationOptions,
     ProgressCallback,
-    ResponseStream,
-    StopMatcher,
-    StreamTimer,
+    Started,
+    Usage,
 )
+
+if TYPE_CHECKING:
+    from ._request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class TransformersBackend(BaseBackend):
     display_name: ClassVar[str] = "Hugging Face Transformers"
     Settings = TransformersSettings
     settings: TransformersSettings
+    stops_on_strings = False  # the base cuts the text at stop strings
 
     def setup(self) -> None:
         if not _DEVICE.fullmatch(self.settings.device):
@@ -382,17 +384,14 @@ class TransformersBackend(BaseBackend):
         )
 
     # --- generation -----------------------------------------------------------------------------
-    def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
-        """Validate, load and tokenise now (errors at call time); generate when iterated."""
-        opts = self.parse_options(kwargs)
-        if not isinstance(prompt, str):
-            raise OptionError(f"prompt must be a string, got {type(prompt).__name__}")
-        loaded = self._get_loaded(model)
+    def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
+        """Load and tokenise now (errors at call time); generate when read."""
+        loaded = self._get_loaded(request.model)
         torch = self._torch()
-        inputs = self._encode(loaded, opts.chat_messages(prompt))
+        inputs = self._encode(loaded, request.chat_messages())
         prompt_tokens = int(inputs["input_ids"].shape[-1])
-        _prefill.check_context(prompt_tokens, loaded.context, model)
-        max_new_tokens = opts.max_tokens or self.settings.max_new_tokens
+        _prefill.check_context(prompt_tokens, loaded.context, request.model)
+        max_new_tokens = request.max_tokens or self.settings.max_new_tokens
 
         cancel = threading.Event()
         streamer = _make_streamer(loaded.tokenizer)
@@ -401,26 +400,14 @@ class TransformersBackend(BaseBackend):
             "max_new_tokens": max_new_tokens,
             "streamer": streamer,
             "stopping_criteria": _make_stopping_criteria(cancel),
-            **_sampling_kwargs(torch, opts, loaded.device),
+            **_sampling_kwargs(torch, request, loaded.device),
         }
         if loaded.model.generation_config.pad_token_id is None and loaded.eos_ids:
             gen_kwargs["pad_token_id"] = min(loaded.eos_ids)  # silences a per-call warning
-
-        stream = ResponseStream(model, self.name)
-        return stream.bind(
-            _read_stream(
-                weakref.ref(stream),
-                stream.pieces,
-                loaded,
-                gen_kwargs,
-                streamer,
-                cancel,
-                StopMatcher(opts.stop),
-                prompt_tokens,
-                max_new_tokens,
-            ),
-            cancel,
-        )
+        yield Started(cancel=cancel, clock_from_read=True)
+        usage = Usage(prompt_tokens, 0)
+        yield usage  # updated in place: a stopped answer still says what it cost
+        yield from _generate(loaded, gen_kwargs, streamer, cancel, usage, max_new_tokens)
 
     def _encode(self, loaded: _Loaded, messages: list[dict[str, str]]) -> dict[str, Any]:
         """Chat template when the tokenizer has one; plain text for base models."""
@@ -502,23 +489,15 @@ def quiet_progress_bars() -> Iterator[None]:
 
 
 # --- the generation loop --------------------------------------------------------------------------
-def _read_stream(
-    stream_ref: weakref.ref[ResponseStream],
-    pieces: list[str],
+def _generate(
     loaded: _Loaded,
     gen_kwargs: dict[str, Any],
     streamer: Any,
     cancel: threading.Event,
-    matcher: StopMatcher,
-    prompt_tokens: int,
+    usage: Usage,
     max_new_tokens: int,
 ) -> Generator[str, None, None]:
-    """Start the worker, relay its text, and always stop it on the way out.
-
-    The generator holds the stream only by weak reference: were it strong, stream and
-    generator would form a cycle and a dropped stream would only stop generating when the
-    cyclic garbage collector ran, not as soon as the last reference goes.
-    """
+    """Start the worker, relay its text, and always stop it on the way out."""
     state = _WorkerState()
     worker = threading.Thread(
         target=_generate_worker,
@@ -526,8 +505,6 @@ def _read_stream(
         name="localmind-transformers-generate",
         daemon=True,
     )
-    timer = StreamTimer()
-    finish_reason: str | None = None
     worker.start()
     try:
         while True:
@@ -539,54 +516,21 @@ def _read_stream(
                 if worker.is_alive():
                     continue
                 break  # the worker died without its end signal; handled below
-            if matcher.stops:
-                text = matcher.feed(text)
             if text:
-                timer.mark_piece()
-                pieces.append(text)
                 yield text
-            if matcher.stopped:
-                finish_reason = "stop"
-                cancel.set()
-                break
         cancelled = isinstance(state.error, _prefill.GenerationCancelled)
         if state.error is not None and not cancelled:
-            partial = "".join(pieces) + matcher.flush()
-            raise GenerationError(_describe_failure(state.error), partial) from state.error
-        tail = matcher.flush()
-        if tail:
-            timer.mark_piece()
-            pieces.append(tail)
-            yield tail
+            raise GenerationError(_describe_failure(state.error)) from state.error
         worker.join(_JOIN_TIMEOUT_S)
-        if finish_reason is None and (cancelled or cancel.is_set()):
-            finish_reason = "cancelled"  # stream.cancel() from another thread
-        if finish_reason is None:
-            finish_reason = _finish_reason(streamer, loaded.eos_ids, max_new_tokens)
-        stream = stream_ref()
-        if stream is not None:
-            timer.finish(
-                stream,
-                finish_reason=finish_reason,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=streamer.generated,
-            )
+        if cancelled or cancel.is_set():
+            usage.finish_reason = "cancelled"  # stream.cancel() from another thread
+        else:
+            usage.finish_reason = _finish_reason(streamer, loaded.eos_ids, max_new_tokens)
     finally:
         cancel.set()
         if worker.is_alive():
             worker.join(_JOIN_TIMEOUT_S)
-        stream = stream_ref()
-        failed = state.error is not None and not isinstance(
-            state.error, _prefill.GenerationCancelled
-        )
-        if stream is not None and stream.response is None and not failed:
-            # Closed early: keep the partial answer and what it cost.
-            timer.finish(
-                stream,
-                finish_reason="cancelled",
-                prompt_tokens=prompt_tokens,
-                completion_tokens=streamer.generated,
-            )
+        usage.completion_tokens = streamer.generated
 
 
 def _generate_worker(
@@ -627,7 +571,7 @@ def _describe_failure(exc: BaseException) -> str:
     return f"generation failed: {kind}: {exc}"
 
 
-def _sampling_kwargs(torch: Any, opts: GenerationOptions, device: Any) -> dict[str, Any]:
+def _sampling_kwargs(torch: Any, opts: GenerationRequest, device: Any) -> dict[str, Any]:
     """Greedy unless a temperature > 0 (or top_p alone) asks for sampling.
 
     Sampling is done by our own logits processor with a private ``torch.Generator``

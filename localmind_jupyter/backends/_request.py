@@ -1,0 +1,167 @@
+"""One typed generation request, validated once by pydantic for every backend.
+
+Imported on the first generation, not at start-up (pydantic costs import time). Each
+rule raises the one-line message a notebook user reads; ``build`` turns pydantic's
+report into that ``OptionError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ..errors import OptionError
+
+#: Options every backend understands, mapped to each backend's own names.
+COMMON_OPTIONS: frozenset[str] = frozenset(
+    {"system", "messages", "temperature", "max_tokens", "top_p", "seed", "stop"}
+)
+
+#: The largest seed: every engine takes 0..2**31-1 as it is (llama.cpp's seed is a uint32
+#: whose 0xFFFFFFFF means "random", Ollama's a Go int, torch's an int64, OpenAI's an integer).
+MAX_SEED = 2**31 - 1
+
+_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+class GenerationRequest(BaseModel):
+    """What to generate: the prompt, the conversation and the backend-neutral options.
+
+    A backend maps these fields to its engine's names; ``extra`` holds the options only
+    it knows (listed in its ``extra_options``), which it validates itself.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_default=False)
+
+    prompt: str = ""
+    model: str = ""
+    system: str | None = None
+    messages: list[dict[str, str]] = []
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] = []
+    extra: dict[str, Any] = {}
+
+    @classmethod
+    def build(
+        cls,
+        prompt: Any,
+        model: str,
+        options: Mapping[str, Any],
+        extra_allowed: frozenset[str] = frozenset(),
+    ) -> GenerationRequest:
+        """Validate keyword options so a typo or a bad value fails loudly, not silently."""
+        unknown = set(options) - COMMON_OPTIONS - extra_allowed
+        if unknown:
+            supported = ", ".join(sorted(COMMON_OPTIONS | extra_allowed))
+            raise OptionError(
+                f"unknown option(s) {', '.join(sorted(unknown))}; supported options are: "
+                f"{supported}"
+            )
+        fields = {k: v for k, v in options.items() if k in COMMON_OPTIONS and v is not None}
+        if not fields.get("messages", True):
+            del fields["messages"]  # an empty value means no earlier turns, as before
+        extra = {k: v for k, v in options.items() if k in extra_allowed}
+        try:
+            return cls(prompt=prompt, model=model, extra=extra, **fields)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            error = (first.get("ctx") or {}).get("error")
+            raise OptionError(str(error) if error is not None else first["msg"]) from None
+
+    def chat_messages(self, prompt: str | None = None) -> list[dict[str, str]]:
+        """System prompt, earlier turns, then the new user turn."""
+        messages: list[dict[str, str]] = []
+        if self.system:
+            messages.append({"role": "system", "content": self.system})
+        messages.extend(self.messages)
+        messages.append({"role": "user", "content": self.prompt if prompt is None else prompt})
+        return messages
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f"prompt must be a string, got {type(value).__name__}")
+        return value
+
+    @field_validator("system", mode="before")
+    @classmethod
+    def _system(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("system must be a string")
+        return value or None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _messages(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        for turn in value:
+            if (
+                not isinstance(turn, Mapping)
+                or turn.get("role") not in _ROLES
+                or not isinstance(turn.get("content"), str)
+            ):
+                raise ValueError(
+                    "each entry of messages must be a dict with role 'system', 'user' or "
+                    f"'assistant' and string content; got {turn!r:.80}"
+                )
+        return [{"role": t["role"], "content": t["content"]} for t in value]
+
+    @field_validator("temperature", mode="before")
+    @classmethod
+    def _temperature(cls, value: Any) -> Any:
+        if not _number(value):
+            raise ValueError(f"temperature must be a number, got {value!r}")
+        if not 0 <= value <= 2:
+            raise ValueError(f"temperature must be between 0 and 2, got {value}")
+        return float(value)
+
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def _max_tokens(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_tokens must be a positive integer, got {value!r}")
+        return value
+
+    @field_validator("top_p", mode="before")
+    @classmethod
+    def _top_p(cls, value: Any) -> Any:
+        if not _number(value) or not 0 < value <= 1:
+            raise ValueError(f"top_p must be a number in (0, 1], got {value!r}")
+        return float(value)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+            raise ValueError(
+                f"seed must be an integer from 0 to {MAX_SEED} (2**31 - 1), got {_shown(value)}; "
+                "pick a seed in that range, e.g. 42"
+            )
+        return value
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop(cls, value: Any) -> Any:
+        stops = [value] if isinstance(value, str) else value
+        if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
+            raise ValueError("stop must be a non-empty string or a list of non-empty strings")
+        return list(stops)
+
+
+def _shown(value: Any) -> str:
+    """A short repr: an integer too long to print (str() refuses > 4300 digits) by its size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return f"{value!r:.40}"

@@ -1,0 +1,385 @@
+"""The streaming protocol: a backend yields deltas, the base keeps every book.
+
+A backend's ``deltas(request)`` generator yields ``Started`` once its request is sent,
+then text (``str``), ``Thinking`` and ``Usage``. ``open_stream`` runs it up to
+``Started`` (so set-up errors raise from ``generate_stream()``) and wraps it in a
+``ResponseStream`` that times it, keeps the partial text, cuts stop strings, turns a
+close, a drop or an interrupt into a "cancelled" answer and a failure into a
+``GenerationError`` carrying the partial text.
+
+The relay generator holds the stream only through ``StreamTimer``'s weak reference: no
+reference cycle, so dropping the stream drops the relay at once, which closes the
+backend's generator, whose ``finally`` releases the connection or the worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Generator, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import GenerationError, LocalMindError
+from ._stops import StopMatcher
+
+
+@dataclass
+class ModelResponse:
+    """One finished answer, with the same statistics whatever backend produced it."""
+
+    text: str
+    model: str
+    backend: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    time_to_first_token: float | None = None
+    duration: float | None = None
+    tokens_per_second: float | None = None
+    #: True when the server sent no token count and the streamed pieces were counted instead.
+    tokens_approximate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Started:
+    """Yielded once, first: the request is sent, so later failures are mid-answer ones.
+
+    ``cancel``: an event the engine's compute checks; ``ResponseStream.cancel()`` sets it
+    from any thread. ``clock_from_read``: the engine computes only when read, so time
+    counts from the first read rather than from ``generate_stream()``.
+    """
+
+    cancel: threading.Event | None = None
+    clock_from_read: bool = False
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """A piece of the model's reasoning, kept apart from the answer's text."""
+
+    text: str
+
+
+@dataclass
+class Usage:
+    """What the engine reports; the last one yielded counts, read when the stream ends.
+
+    An engine whose counters grow while it computes may yield one early and update it in
+    place (even in its ``finally``), so a cancelled answer still says what it cost.
+    """
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    #: Decode speed, when the engine measures it better than the stream's clock.
+    tokens_per_second: float | None = None
+
+
+#: What a backend's ``deltas()`` yields.
+Delta = str | Thinking | Usage | Started
+
+
+class ResponseStream:
+    """Text pieces as they arrive; ``.response`` once exhausted; ``.close()`` stops the source.
+
+    ``__iter__`` returns the relay generator itself, so a ``for`` loop pays for one layer
+    per piece. Leaving the loop early does not stop a stream still held (it can be read
+    on); ``close()``, ``with`` or dropping the stream does, read or not.
+    """
+
+    def __init__(self, model: str, backend: str) -> None:
+        self.model = model
+        self.backend = backend
+        self.response: ModelResponse | None = None
+        self.pieces: list[str] = []
+        self.thinking_pieces: list[str] = []
+        self._generator: Generator[str, None, None] | None = None
+        self._cancel: threading.Event | None = None
+
+    def bind(
+        self, generator: Generator[str, None, None], cancel: threading.Event | None = None
+    ) -> ResponseStream:
+        """The pre-``deltas()`` way: a generator that keeps its own books (see ``StreamTimer``)."""
+        self._generator = generator
+        self._cancel = cancel
+        return self
+
+    @property
+    def text(self) -> str:
+        """What has arrived so far (the partial answer if stopped or failed)."""
+        return "".join(self.pieces)
+
+    @property
+    def thinking(self) -> str:
+        """The reasoning the model streamed apart from its answer, if any."""
+        return "".join(self.thinking_pieces)
+
+    def __iter__(self) -> Iterator[str]:
+        assert self._generator is not None, "stream was never bound to a generator"
+        return self._generator
+
+    def __next__(self) -> str:
+        assert self._generator is not None, "stream was never bound to a generator"
+        return next(self._generator)
+
+    def close(self) -> None:
+        """Stop generating at the source; ``response`` then holds the partial answer."""
+        if self._generator is not None:
+            self._generator.close()
+
+    def cancel(self) -> None:
+        """Ask the source to stop now, from any thread; ``close()`` works on the reading one only.
+
+        An in-process engine stops within one step of its compute, even inside a long
+        prompt pass; the reading thread then sees the stream end as "cancelled".
+        """
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def __enter__(self) -> ResponseStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StreamTimer:
+    """Measures time to first token and duration the same way for every backend.
+
+    Generators hold the timer, not the stream: it keeps the stream's pieces and only a
+    weak reference to the stream itself.
+    """
+
+    def __init__(self, stream: ResponseStream | None = None) -> None:
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self._stream = weakref.ref(stream) if stream is not None else None
+        self.pieces: list[str] = stream.pieces if stream is not None else []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def mark_piece(self) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def cancelled(self, usage: Usage | None = None) -> ModelResponse | None:
+        """The consumer left (``close()``, a left loop, Ctrl-C): keep the partial answer."""
+        return self.finish(
+            finish_reason="cancelled",
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
+
+    def finish(
+        self,
+        stream: ResponseStream | None = None,
+        *,
+        finish_reason: str | None,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        tokens_per_second: float | None = None,
+    ) -> ModelResponse | None:
+        """Record the response on the stream (if anyone still holds it).
+
+        Tokens/s is decode speed, after the first token, unless the backend knows better.
+        Without a count from the engine (llama.cpp's server sends no usage; a stopped
+        stream gets none) the streamed pieces are counted: about one token each.
+        """
+        if stream is None and self._stream is not None:
+            stream = self._stream()
+        if stream is None:
+            return None
+        approximate = completion_tokens is None and bool(stream.pieces)
+        if approximate:
+            completion_tokens = len(stream.pieces)
+        end = time.perf_counter()
+        ttft = None if self.first is None else self.first - self.start
+        if tokens_per_second is None and completion_tokens and ttft is not None:
+            decode_time = end - self.first  # type: ignore[operator]
+            if completion_tokens > 1 and decode_time > 0:
+                tokens_per_second = (completion_tokens - 1) / decode_time
+        response = ModelResponse(
+            text=stream.text,
+            model=stream.model,
+            backend=stream.backend,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            time_to_first_token=ttft,
+            duration=end - self.start,
+            tokens_per_second=tokens_per_second,
+            tokens_approximate=approximate,
+        )
+        stream.response = response
+        return response
+
+    def finished(self, usage: Usage | None) -> None:
+        """The source ended on its own: record the answer with the engine's counts."""
+        if usage is None:
+            self.finish(finish_reason="stop", prompt_tokens=None, completion_tokens=None)
+        else:
+            self.finish(
+                finish_reason=usage.finish_reason or "stop",
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                tokens_per_second=usage.tokens_per_second,
+            )
+
+
+_NOTHING: Any = object()
+
+
+def open_stream(
+    source: Generator[Delta, None, None],
+    model: str,
+    backend: str,
+    stops: list[str] | None = None,
+) -> ResponseStream:
+    """Run ``source`` up to ``Started`` and wrap it; ``stops``: strings the base cuts at."""
+    stream = ResponseStream(model, backend)
+    timer = StreamTimer(stream)
+    first = next(source, _NOTHING)  # set-up errors (no such model, refused) raise here
+    started = first if isinstance(first, Started) else None
+    if started is not None:
+        first = _NOTHING
+    clock = started is not None and started.clock_from_read
+    relay = _relay_stops if stops else _relay
+    generator = relay(source, timer, first, clock, stream.thinking_pieces, stops or [])
+    next(generator)
+    return stream.bind(generator, started.cancel if started is not None else None)
+
+
+def _relay(
+    source: Generator[Delta, None, None],
+    timer: StreamTimer,
+    first: Any,
+    clock: bool,
+    thinking: list[str],
+    stops: list[str],
+) -> Generator[str, None, None]:
+    """Text straight through; everything else into the books."""
+    append = timer.pieces.append
+    usage: Usage | None = None
+    try:
+        yield ""  # primed by ``open_stream``: from here on, a close or a drop is a cancel
+        if clock:
+            timer.start = time.perf_counter()
+        if first is not _NOTHING:
+            if isinstance(first, str):
+                timer.mark_piece()
+                append(first)
+                yield first
+            else:
+                usage = _other(first, thinking, usage)
+        for delta in source:  # up to the first text
+            if isinstance(delta, str):
+                timer.mark_piece()
+                append(str(delta))
+                yield str(delta)
+                break
+            usage = _other(delta, thinking, usage)
+        for delta in source:  # the same iterator, on: the per-piece path, kept short
+            if delta.__class__ is str:
+                append(delta)  # type: ignore[arg-type]
+                yield delta  # type: ignore[misc]
+            elif isinstance(delta, str):
+                append(str(delta))
+                yield str(delta)
+            else:
+                usage = _other(delta, thinking, usage)
+    except (GeneratorExit, KeyboardInterrupt):
+        source.close()  # its ``finally`` runs now, and may update ``usage`` in place
+        timer.cancelled(usage)
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure keeps the partial text
+        raise _failure(exc, timer.text, timer) from _cause(exc)
+    timer.finished(usage)
+
+
+def _relay_stops(
+    source: Generator[Delta, None, None],
+    timer: StreamTimer,
+    first: Any,
+    clock: bool,
+    thinking: list[str],
+    stops: list[str],
+) -> Generator[str, None, None]:
+    """``_relay`` that holds back text which may begin a stop string, and ends at one."""
+    matcher = StopMatcher(stops)
+    append = timer.pieces.append
+    usage: Usage | None = None
+    items = source if first is _NOTHING else _prepend(first, source)
+    try:
+        yield ""  # primed, as in ``_relay``
+        if clock:
+            timer.start = time.perf_counter()
+        for delta in items:
+            if isinstance(delta, str):
+                text = matcher.feed(str(delta))
+                if text:
+                    timer.mark_piece()
+                    append(text)
+                    yield text
+                if matcher.stopped:
+                    source.close()  # the engine stops; its counts stay in ``usage``
+                    break
+            else:
+                usage = _other(delta, thinking, usage)
+        tail = matcher.flush()
+        if tail:
+            timer.mark_piece()
+            append(tail)
+            yield tail
+    except (GeneratorExit, KeyboardInterrupt):
+        source.close()
+        timer.cancelled(usage)
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure keeps the partial text
+        raise _failure(exc, timer.text + matcher.flush(), timer) from _cause(exc)
+    if matcher.stopped:
+        counts = usage or Usage()
+        timer.finished(Usage(counts.prompt_tokens, counts.completion_tokens, "stop"))
+    else:
+        timer.finished(usage)
+
+
+def _prepend(first: Delta, rest: Iterator[Delta]) -> Iterator[Delta]:
+    yield first
+    yield from rest
+
+
+def _other(delta: Any, thinking: list[str], usage: Usage | None) -> Usage | None:
+    if isinstance(delta, Usage):
+        return delta
+    if isinstance(delta, Thinking):
+        thinking.append(delta.text)
+    elif not isinstance(delta, Started):
+        raise TypeError(f"a backend yielded {type(delta).__name__}, not text, Thinking or Usage")
+    return usage
+
+
+def _failure(exc: Exception, partial: str, timer: StreamTimer) -> Exception:
+    """A failure mid-answer as a ``GenerationError`` that keeps what arrived."""
+    if isinstance(exc, GenerationError):
+        if not exc.partial_text:
+            exc.partial_text = partial
+        return exc
+    if isinstance(exc, LocalMindError):
+        return exc
+    stream = timer._stream() if timer._stream is not None else None
+    who = stream.backend if stream is not None else "the backend"
+    return GenerationError(f"{who} failed mid-answer: {exc}", partial)
+
+
+def _cause(exc: Exception) -> BaseException | None:
+    """Keep the chain the backend chose (``from None`` hides an SDK's noise)."""
+    if isinstance(exc, LocalMindError):
+        return None if exc.__suppress_context__ else exc.__cause__
+    return exc
