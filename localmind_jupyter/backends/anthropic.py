@@ -31,6 +31,7 @@ from .base import (
     ResponseStream,
     StreamTimer,
 )
+from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     import anthropic
@@ -65,7 +66,8 @@ class AnthropicSettings(BackendSettings):
 class AnthropicBackend(BaseBackend):
     type_name = "anthropic"
     display_name = "Anthropic"
-    downloads_models = False
+    #: Remote models; the Messages API has no seed, so ``seed`` is refused, not dropped.
+    capabilities = Capabilities(downloads=False, streaming=True, seed=False)
     probe_modules = ("anthropic", "httpcore", "httpcore2", "opentelemetry.propagate")
     Settings = AnthropicSettings
     settings: AnthropicSettings
@@ -241,7 +243,7 @@ class AnthropicBackend(BaseBackend):
             return self._catalog_models()
 
     def _catalog_models(self) -> list[str]:
-        from ..core.model_registry import load_catalog
+        from ._catalog import load_catalog
 
         return [entry.name for entry in load_catalog(self.type_name)]
 

@@ -49,7 +49,7 @@ from ..errors import (
     ModelNotFound,
     OptionError,
 )
-from . import _embedded, _paths
+from . import _embedded, _names, _paths
 from ._loaded import LoadedModels
 from ._prefill import GenerationCancelled
 from .base import (
@@ -61,6 +61,7 @@ from .base import (
     ResponseStream,
     StreamTimer,
 )
+from .capabilities import Capabilities
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,11 @@ class GGUFBackend(BaseBackend):
     type_name: ClassVar[str] = "gguf"
     display_name: ClassVar[str] = "llama.cpp (GGUF)"
     Settings = GGUFSettings
+    capabilities = Capabilities(downloads=True, streaming=True, seed=True)
     settings: GGUFSettings
+
+    def validate_model_name(self, name: str) -> str:
+        return _names.check_local_name(name, self.type_name, _names.GGUF_NAME, _names.GGUF_HINT)
 
     def setup(self) -> None:
         self._models: LoadedModels[_Source, _Loaded] = LoadedModels(self.settings.max_loaded_models)

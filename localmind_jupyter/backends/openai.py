@@ -29,6 +29,7 @@ from .base import (
     ResponseStream,
     StreamTimer,
 )
+from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     import openai
@@ -69,7 +70,8 @@ class OpenAISettings(BackendSettings):
 class OpenAIBackend(BaseBackend):
     type_name = "openai"
     display_name = "OpenAI-compatible"
-    downloads_models = False
+    #: Remote (or self-served) models: nothing to download.
+    capabilities = Capabilities(downloads=False, streaming=True, seed=True)
     probe_modules = ("openai", "openai.resources.models", "httpcore", "httpcore2")
     Settings = OpenAISettings
     settings: OpenAISettings

@@ -125,13 +125,13 @@ class ModelLoader:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelNotFound(
             f"no enabled backend has a model named '{spec}'.{hint} Write backend:model with "
-            f"backend one of {', '.join(self.statuses)} (e.g. ollama:llama3.2:1b); "
+            f"backend one of {', '.join(self.statuses)} (e.g. {next(iter(self.statuses), 'NAME')}"
+            ":MODEL); "
             "`%localmind models` lists what is installed"
         )
 
     def _find_installed(self, spec: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(matches, everything installed) across the backends that could be built."""
-        wanted = _canonical(spec)
         matches: list[tuple[str, str]] = []
         installed: list[tuple[str, str]] = []
         for name, status in self.statuses.items():
@@ -141,9 +141,10 @@ class ModelLoader:
                 models = status.backend.list_models()
             except LocalMindError:
                 continue
+            wanted = status.backend.model_key(spec)
             for model in models:
                 installed.append((name, model))
-                if _canonical(model) == wanted:
+                if status.backend.model_key(model) == wanted:
                     matches.append((name, model))
         return matches, installed
 
@@ -184,12 +185,6 @@ def _import_probe_modules(backends: Iterable[BaseBackend | None]) -> None:
                 import_module(module)
             except Exception:  # noqa: BLE001 - the probe itself reports a missing package
                 continue
-
-
-def _canonical(name: str) -> str:
-    """``llama3.2`` and ``Llama3.2:latest`` name the same Ollama model."""
-    name = name.lower()
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 def _check(backend: BaseBackend | None) -> tuple[bool, str | None]:

@@ -251,15 +251,35 @@ def _parse(parser: _Parser, args: list[str]) -> argparse.Namespace:
 
 
 def _split_pull_target(spec: str, backend: str | None, backends: dict[str, Any]) -> tuple[str, str]:
-    """``ollama:llama3.2:1b``, ``-b NAME MODEL``, a Hub id (Transformers) or an Ollama name."""
+    """``NAME:MODEL``, ``-b NAME MODEL``, or a bare model for the backend that claims it.
+
+    A bare model goes to the first configured backend that downloads and claims the name
+    (``claims_model_name``: a Hub id, an Ollama ``name:tag``), else to the first whose
+    name grammar takes it (``validate_model_name``).
+    """
     if backend:
         return backend, spec
     name, sep, model = spec.partition(":")
     if sep and name in backends:
         return name, model
-    if "/" in spec and "transformers" in backends:
-        return "transformers", spec
-    return "ollama", spec
+    candidates = [
+        (n, s.backend)
+        for n, s in backends.items()
+        if s.backend is not None and s.backend.capabilities.downloads
+    ]
+    for candidate, built in candidates:
+        if built.claims_model_name(spec):
+            return candidate, spec
+    for candidate, built in candidates:
+        try:
+            built.validate_model_name(spec)
+        except LocalMindError:
+            continue
+        return candidate, spec
+    raise _CommandUsage(
+        f"no configured backend downloads a model named {spec!r}; write NAME:MODEL with NAME "
+        f"one of {', '.join(backends) or 'none'} (see `%localmind backends`)"
+    )
 
 
 def _progress_line(label: str, status: Any) -> str:

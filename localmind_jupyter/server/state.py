@@ -141,20 +141,14 @@ class ServerState:
 
     def start_download(self, request: DownloadRequest) -> tuple[DownloadStatus, bool]:
         """Start the download, or join the one already running; (snapshot, joined)."""
-        from ..backends.base import BaseBackend
-
         backend = self.backend(request.backend)
-        model = check_model_name(request.model, backend.type_name)
-        if not backend.downloads_models:  # say so now, not as a download that fails at once
+        model = check_model_name(request.model, backend)
+        if not backend.capabilities.downloads:  # say so now, not as a download that fails
             raise ApiError(
                 400,
-                f"backend {request.backend!r} ({backend.type_name}) serves remote models: there "
+                f"backend {request.backend!r} ({backend.type_name}) downloads no models: there "
                 f"is nothing to download; generate with it directly (POST {URL_PREFIX}/generate "
                 f'with "backend": "{request.backend}")',
-            )
-        if type(backend).download_model is BaseBackend.download_model:
-            raise ApiError(
-                400, f"backend {request.backend!r} ({backend.type_name}) cannot download models"
             )
         try:
             available, reason = backend.check_availability()
@@ -195,11 +189,11 @@ class ServerState:
         """Resolve the backend and model, then start the generation (blocks until it answers)."""
         if request.backend is not None:
             backend = self.backend(request.backend)
-            model = check_model_name(request.model, backend.type_name)
+            model = check_model_name(request.model, backend)
         else:
-            spec = check_model_name(request.model, "", field_name="model")
+            spec = check_model_name(request.model, None, field_name="model")
             backend, model = self.loader().resolve(spec)
-            model = check_model_name(model, backend.type_name)
+            model = check_model_name(model, backend)
         return backend.generate_stream(request.prompt, model, **request.options)
 
     # --- generations in flight ---------------------------------------------------------------

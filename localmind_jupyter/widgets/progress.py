@@ -46,11 +46,6 @@ _OUTCOME = {
 }
 
 
-def _phase(status: str) -> str:
-    """Ollama reports ``pulling <digest>`` once per layer: one phase, not one per layer."""
-    return status.split(" ", 1)[0] if status.startswith("pulling ") else status
-
-
 class DownloadRow:
     """The row of one download; fed from the download's thread, throttled here."""
 
@@ -145,7 +140,7 @@ class DownloadRow:
             due = (
                 status.finished
                 or status.state != self._last_state
-                or _phase(status.status) != self._last_phase
+                or status.phase != self._last_phase
                 or now - self._last_draw >= self.min_interval
             )
             if not due:
@@ -178,7 +173,7 @@ class DownloadRow:
         """Set the widgets from one snapshot (called with the row's lock held)."""
         self.status = status
         self._last_draw = now
-        self._last_phase = _phase(status.status)
+        self._last_phase = status.phase
         self._last_state = status.state
         self.redraws += 1
 
