@@ -209,9 +209,7 @@ class LineCommands:
         parser.add_argument("model")
         parser.add_argument("-b", "--backend")
         opts = _parse(parser, args)
-        backend_name, model = _split_pull_target(
-            opts.model, opts.backend, self.session.loader.statuses
-        )
+        backend_name, model = _split_pull_target(opts.model, opts.backend, self.session.loader)
         download = self.session.downloads.start(backend_name, model)
         progress = _progress_view(self._in_kernel(), f"{backend_name}:{model}")
         download.subscribe(progress.update)
@@ -250,36 +248,20 @@ def _parse(parser: _Parser, args: list[str]) -> argparse.Namespace:
     return parser.parse_args(args)
 
 
-def _split_pull_target(spec: str, backend: str | None, backends: dict[str, Any]) -> tuple[str, str]:
-    """``NAME:MODEL``, ``-b NAME MODEL``, or a bare model for the backend that claims it.
-
-    A bare model goes to the first configured backend that downloads and claims the name
-    (``claims_model_name``: a Hub id, an Ollama ``name:tag``), else to the first whose
-    name grammar takes it (``validate_model_name``).
-    """
+def _split_pull_target(spec: str, backend: str | None, loader: Any) -> tuple[str, str]:
+    """``NAME:MODEL``, ``-b NAME MODEL``, or a bare model for the backend that claims it."""
     if backend:
         return backend, spec
     name, sep, model = spec.partition(":")
-    if sep and name in backends:
+    if sep and name in loader.statuses:
         return name, model
-    candidates = [
-        (n, s.backend)
-        for n, s in backends.items()
-        if s.backend is not None and s.backend.capabilities.downloads
-    ]
-    for candidate, built in candidates:
-        if built.claims_model_name(spec):
-            return candidate, spec
-    for candidate, built in candidates:
-        try:
-            built.validate_model_name(spec)
-        except LocalMindError:
-            continue
-        return candidate, spec
-    raise _CommandUsage(
-        f"no configured backend downloads a model named {spec!r}; write NAME:MODEL with NAME "
-        f"one of {', '.join(backends) or 'none'} (see `%localmind backends`)"
-    )
+    target = loader.download_target(spec)
+    if target is None:
+        raise _CommandUsage(
+            f"no configured backend downloads a model named {spec!r}; write NAME:MODEL with "
+            f"NAME one of {', '.join(loader.statuses) or 'none'} (see `%localmind backends`)"
+        )
+    return target, spec
 
 
 def _progress_line(label: str, status: Any) -> str:

@@ -141,25 +141,35 @@ class ServerState:
 
     def start_download(self, request: DownloadRequest) -> tuple[DownloadStatus, bool]:
         """Start the download, or join the one already running; (snapshot, joined)."""
-        backend = self.backend(request.backend)
+        name = request.backend
+        if name is None:  # the seed's API had no backend field: as `%localmind pull NAME`
+            spec = request.model.strip() if isinstance(request.model, str) else ""
+            name = self.loader().download_target(spec)  # the name is checked below, by it
+            if name is None:
+                raise ApiError(
+                    400,
+                    f"no configured backend downloads models; send "
+                    f'"backend": one of {", ".join(self.loader().statuses) or "none"}',
+                )
+        backend = self.backend(name)
         model = check_model_name(request.model, backend)
         if not backend.capabilities.downloads:  # say so now, not as a download that fails
             raise ApiError(
                 400,
-                f"backend {request.backend!r} ({backend.type_name}) downloads no models: there "
+                f"backend {name!r} ({backend.type_name}) downloads no models: there "
                 f"is nothing to download; generate with it directly (POST {URL_PREFIX}/generate "
-                f'with "backend": "{request.backend}")',
+                f'with "backend": "{name}")',
             )
         try:
             available, reason = backend.check_availability()
         except LocalMindError as exc:
             available, reason = False, str(exc)
         if not available:  # say so now rather than as a download that failed at once
-            raise BackendUnavailable(f"backend {request.backend!r} is unavailable: {reason}")
+            raise BackendUnavailable(f"backend {name!r} is unavailable: {reason}")
         manager = self.downloads()
         with self._start_lock:  # "joined" must not race another request for the same model
             running = {status.id for status in manager.downloads() if not status.finished}
-            download = manager.start(request.backend, model)
+            download = manager.start(name, model)
         return download.snapshot(), download.id in running
 
     def download_list(self) -> list[dict[str, Any]]:

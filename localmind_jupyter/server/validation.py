@@ -137,16 +137,17 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
 
 @dataclass(frozen=True)
 class DownloadRequest:
-    backend: str
+    #: None: the backend that claims the name (as ``%localmind pull NAME``).
+    backend: str | None
     model: Any  # checked against the backend's type once the backend is known
 
 
-DOWNLOAD_EXAMPLE = '{"model": "llama3.2:1b", "backend": "ollama"}'
+DOWNLOAD_EXAMPLE = '{"model": "llama3.2:1b", "backend": "NAME"}'
 _DOWNLOAD_FIELDS = frozenset({"model", "backend"})
 
 
 def parse_download(body: bytes) -> DownloadRequest:
-    """``{"model", "backend"}``; ``backend`` defaults to ``ollama`` as the seed's API did."""
+    """``{"model", "backend"?}``; without ``backend``, the one that claims the name."""
     data = read_json_object(body, DOWNLOAD_EXAMPLE)
     unknown = sorted(set(data) - _DOWNLOAD_FIELDS)
     if unknown:
@@ -155,11 +156,11 @@ def parse_download(body: bytes) -> DownloadRequest:
         )
     if "model" not in data:
         raise ApiError(400, f"'model' is missing; send {DOWNLOAD_EXAMPLE}")
-    backend = _optional_str(data, "backend") or "ollama"
+    backend = _optional_str(data, "backend") or None
     return DownloadRequest(backend=backend, model=data["model"])
 
 
-GENERATE_EXAMPLE = '{"prompt": "Hello", "model": "llama3.2:1b", "backend": "ollama"}'
+GENERATE_EXAMPLE = '{"prompt": "Hello", "model": "llama3.2:1b", "backend": "NAME"}'
 _GENERATE_FIELDS = frozenset({"prompt", "model", "backend"})
 
 
