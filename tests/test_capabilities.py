@@ -135,6 +135,13 @@ def test_rest_refuses_a_download_from_a_plugin_that_declares_none(plugin_loader)
         state.close()
 
 
+def test_the_download_manager_never_asks_a_backend_that_declares_no_downloads(plugin_loader):
+    manager = DownloadManager(plugin_loader.get)  # what `%localmind pull plug:echo-1` uses
+    final = manager.start("plug", "echo-1").wait(10)
+    assert final.state == "failed"
+    assert final.error == "backend 'plug' downloads no models: there is nothing to download"
+
+
 def test_seed_is_refused_where_the_backend_declares_none(plugin_loader):
     backend = plugin_loader.get("plug")
     with pytest.raises(OptionError, match="the Caps plugin backend does not support seed"):

@@ -240,6 +240,12 @@ class Download:
         if self.cancel_event.is_set():
             self._set_state(CANCELLED, status="cancelled while queued")
             return
+        if not self.backend.capabilities.downloads:  # declared: the backend is never asked
+            error = (
+                f"backend {self.backend.name!r} downloads no models: there is nothing to download"
+            )
+            self._set_state(FAILED, error=error, status="failed")
+            return
         self._set_state(RUNNING, status="starting")
         try:
             self.backend.download_model(self.model, self._on_progress, self.cancel_event)

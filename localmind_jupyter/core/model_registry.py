@@ -97,7 +97,7 @@ def _describe(details: dict[str, Any]) -> str:
 
 
 def _catalog_for(backend: BaseBackend) -> tuple[CatalogEntry, ...]:
-    """The catalog the backend offers: e.g. none for an OpenAI-type backend at a local server."""
+    """The catalog the backend names (``catalog_name``): none for one at a self-served server."""
     name = backend.catalog_name
     return load_catalog(name) if name else ()
 
