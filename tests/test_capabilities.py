@@ -121,6 +121,29 @@ def test_catalog_offers_no_download_for_a_plugin_that_declares_none(plugin_loade
     assert not state.needs_download(("plug", "echo-1"))
 
 
+def test_catalog_widget_disables_download_for_a_plugin_that_declares_none(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from localmind_jupyter.session import reset_session
+    from localmind_jupyter.widgets import ModelCatalog
+
+    monkeypatch.setitem(BUILTIN_BACKENDS, "capsplugin", f"{__name__}:NoDownloadBackend")
+    (isolated_home / "config.yaml").write_text("backends:\n  plug:\n    type: capsplugin\n")
+    reset_session()
+    catalog = ModelCatalog()
+    try:
+        assert catalog.wait(10)
+        catalog.select("plug", "echo-1")
+        assert catalog.download_button.disabled
+        assert "nothing to download" in catalog.reason.value
+        assert catalog.download() is None
+        catalog.use()
+        assert "not installed yet" not in catalog.message.value
+    finally:
+        catalog.close()
+        reset_session()
+
+
 def test_rest_refuses_a_download_from_a_plugin_that_declares_none(plugin_loader):
     state = ServerState(loader_factory=lambda: plugin_loader)
     try:
