@@ -58,6 +58,23 @@ class PhasedBackend(BaseBackend):
         progress(DownloadProgress(model, self.name, "checking sums", 10, 10, "verifying"))
 
 
+class MixedBackend(BaseBackend):
+    """Downloads its local models; ``served-1`` lives on a server and has nothing to fetch."""
+
+    type_name = "capsmixed"
+    display_name = "Mixed"
+
+    def list_models(self) -> list[str]:
+        return ["local-1", "served-1"]
+
+    def model_capabilities(self, model: str) -> Capabilities:
+        served = model.startswith("served-")
+        return Capabilities(downloads=False) if served else self.capabilities
+
+    def download_model(self, model: str, progress: Any = None, cancel: Any = None) -> None:
+        assert not model.startswith("served-"), "asked to download a model that declares none"
+
+
 @pytest.fixture
 def plugin_loader(monkeypatch: pytest.MonkeyPatch) -> ModelLoader:
     monkeypatch.setitem(BUILTIN_BACKENDS, "capsplugin", f"{__name__}:NoDownloadBackend")
@@ -163,6 +180,34 @@ def test_the_download_manager_never_asks_a_backend_that_declares_no_downloads(pl
     final = manager.start("plug", "echo-1").wait(10)
     assert final.state == "failed"
     assert final.error == "backend 'plug' downloads no models: there is nothing to download"
+
+
+def test_a_model_that_differs_from_its_backend_is_read_per_model(monkeypatch):
+    monkeypatch.setitem(BUILTIN_BACKENDS, "capsmixed", f"{__name__}:MixedBackend")
+    loader = ModelLoader(parse_config("backends:\n  mix:\n    type: capsmixed\n"))
+    answer = ModelRegistry(loader).available(probe=True)
+    rows = {row["name"]: row for row in answer["backends"]["mix"]["models"]}
+    assert "capabilities" not in rows["local-1"]  # as its backend: not repeated
+    assert rows["served-1"]["capabilities"]["downloads"] is False
+    state = CatalogState()
+    state.set_data(answer)
+    state.selected = ("mix", "served-1")
+    reason = state.download_block(downloading=lambda *_: False, problem=lambda _b: None)
+    assert reason == "The Mixed backend does not download served-1: there is nothing to download."
+    state.selected = ("mix", "local-1")  # listed, so installed: past the capability check
+    reason = state.download_block(downloading=lambda *_: False, problem=lambda _b: None)
+    assert reason == "local-1 is already installed."
+
+    server = ServerState(loader_factory=lambda: loader)
+    try:
+        with pytest.raises(ApiError) as info:
+            server.start_download(DownloadRequest(backend="mix", model="served-1"))
+        assert info.value.status == 400
+        assert "'mix' (capsmixed) does not download it: there is nothing" in info.value.message
+    finally:
+        server.close()
+    final = DownloadManager(loader.get).start("mix", "served-1").wait(10)
+    assert final.state == "failed" and "nothing to download" in (final.error or "")
 
 
 def test_seed_is_refused_where_the_backend_declares_none(plugin_loader):

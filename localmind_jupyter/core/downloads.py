@@ -240,7 +240,7 @@ class Download:
         if self.cancel_event.is_set():
             self._set_state(CANCELLED, status="cancelled while queued")
             return
-        if not self.backend.capabilities.downloads:  # declared: the backend is never asked
+        if not self.backend.model_capabilities(self.model).downloads:  # it is never asked
             error = (
                 f"backend {self.backend.name!r} downloads no models: there is nothing to download"
             )

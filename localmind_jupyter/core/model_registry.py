@@ -102,6 +102,17 @@ def _catalog_for(backend: BaseBackend) -> tuple[CatalogEntry, ...]:
     return load_catalog(name) if name else ()
 
 
+def _with_model_capabilities(
+    rows: list[dict[str, Any]], backend: BaseBackend
+) -> list[dict[str, Any]]:
+    """Rows whose model can do other things than its backend say so (``capabilities``)."""
+    for row in rows:
+        own = backend.model_capabilities(row["name"])
+        if own != backend.capabilities:
+            row["capabilities"] = own.to_dict()
+    return rows
+
+
 class ModelRegistry:
     """Catalog plus installed state for every configured backend."""
 
@@ -110,9 +121,10 @@ class ModelRegistry:
 
     def models(self, backend_name: str) -> list[dict[str, Any]]:
         backend = self.loader.get(backend_name)
-        return merge_models(
+        rows = merge_models(
             _catalog_for(backend), backend.installed_model_details(), backend.model_key
         )
+        return _with_model_capabilities(rows, backend)
 
     def available(self, probe: bool = True) -> dict[str, Any]:
         """``{"status": "ok", "backends": {name: {"info", "models", "installed"}}}``."""
@@ -136,6 +148,8 @@ class ModelRegistry:
         info.update(enabled=status.enabled, available=status.available, reason=status.reason)
         catalog = _catalog_for(backend) if backend is not None else load_catalog(status.type)
         models = merge_models(catalog, installed, backend.model_key if backend else _same)
+        if backend is not None:
+            models = _with_model_capabilities(models, backend)
         return {
             "info": info,
             "models": models,

@@ -153,12 +153,15 @@ class ServerState:
                 )
         backend = self.backend(name)
         model = check_model_name(request.model, backend)
-        if not backend.capabilities.downloads:  # say so now, not as a download that fails
+        if not backend.model_capabilities(model).downloads:  # now, not as a failed download
+            verb = (
+                "does not download it" if backend.capabilities.downloads else "downloads no models"
+            )
             raise ApiError(
                 400,
-                f"backend {name!r} ({backend.type_name}) downloads no models: there "
-                f"is nothing to download; generate with it directly (POST {URL_PREFIX}/generate "
-                f'with "backend": "{name}")',
+                f"backend {name!r} ({backend.type_name}) {verb}: there is nothing "
+                f"to download; generate with it directly (POST {URL_PREFIX}/generate with "
+                f'"backend": "{name}")',
             )
         try:
             available, reason = backend.check_availability()

@@ -107,9 +107,12 @@ class CatalogState:
         entry = self.result["backends"].get(backend)
         return dict(entry["info"]) if entry else {}
 
-    def downloads(self, backend: str) -> bool | None:
-        """The backend's declared ``downloads`` capability; None when it could not be built."""
-        capabilities = self.info(backend).get("capabilities")
+    def downloads(self, backend: str, name: str | None = None) -> bool | None:
+        """The declared ``downloads`` capability: the model's where it differs, else its
+        backend's; None when the backend could not be built."""
+        capabilities = self.models.get((backend, name or ""), {}).get("capabilities")
+        if capabilities is None:
+            capabilities = self.info(backend).get("capabilities")
         return None if capabilities is None else bool(capabilities.get("downloads"))
 
     def kind(self, backend: str) -> str:
@@ -190,13 +193,15 @@ class CatalogState:
             return "Select a model to use or download it."
         backend, name = self.selected
         info = self.info(backend)
-        downloads = self.downloads(backend)
+        downloads = self.downloads(backend, name)
         if downloads is None:
             found = problem(backend)
             if found is not None:
                 return found
         if downloads is False:
             kind = self.kind(backend)
+            if "capabilities" in self.models[self.selected]:  # this model, not the backend
+                return f"The {kind} backend does not download {name}: there is nothing to download."
             return f"The {kind} backend downloads no models: there is nothing to download."
         if self.models[self.selected]["installed"]:
             return f"{name} is already installed."
@@ -208,4 +213,4 @@ class CatalogState:
 
     def needs_download(self, key: Key) -> bool:
         """Whether "Use" should add "not installed yet: download it"."""
-        return not self.models[key]["installed"] and self.downloads(key[0]) is not False
+        return not self.models[key]["installed"] and self.downloads(*key) is not False
