@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from localmind_jupyter.backends import BUILTIN_BACKENDS
+from localmind_jupyter.backends.ollama import OllamaBackend
 from localmind_jupyter.config import parse_config
 from localmind_jupyter.core.model_loader import ModelLoader
 from localmind_jupyter.core.model_registry import (
@@ -102,7 +103,8 @@ def test_models_of_one_backend(ollama_server):
 
 def test_merge_treats_latest_tag_and_case_as_ollama_does():
     catalog = load_catalog("ollama")
-    rows = merge_models(catalog, [{"name": "Nomic-Embed-Text:latest", "size": 5}], "ollama")
+    key = OllamaBackend().model_key  # the backend says when two names are one model
+    rows = merge_models(catalog, [{"name": "Nomic-Embed-Text:latest", "size": 5}], key)
     match = [r for r in rows if r["installed"]]
     assert len(match) == 1 and match[0]["in_catalog"]
 

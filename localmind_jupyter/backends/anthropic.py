@@ -24,6 +24,7 @@ from ..errors import (
 )
 from ..secrets import check_url_credentials, redact, register, register_url, vendor_key
 from .base import BackendSettings, BaseBackend, Delta, ProgressCallback, Started, Usage
+from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     import anthropic
@@ -60,7 +61,8 @@ class AnthropicSettings(BackendSettings):
 class AnthropicBackend(BaseBackend):
     type_name = "anthropic"
     display_name = "Anthropic"
-    downloads_models = False
+    #: Remote models; the Messages API has no seed, so ``seed`` is refused, not dropped.
+    capabilities = Capabilities(downloads=False, streaming=True, seed=False)
     probe_modules = ("anthropic", "httpcore", "httpcore2", "opentelemetry.propagate")
     Settings = AnthropicSettings
     settings: AnthropicSettings
@@ -236,7 +238,7 @@ class AnthropicBackend(BaseBackend):
             return self._catalog_models()
 
     def _catalog_models(self) -> list[str]:
-        from ..core.model_registry import load_catalog
+        from ._catalog import load_catalog
 
         return [entry.name for entry in load_catalog(self.type_name)]
 

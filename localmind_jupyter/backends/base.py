@@ -27,6 +27,7 @@ from ._stream import (
     Usage,
     open_stream,
 )
+from .capabilities import Capabilities, check_generic_name, refuse_unsupported
 
 if TYPE_CHECKING:
     from ._request import GenerationRequest
@@ -57,9 +58,17 @@ class DownloadProgress:
 
     model: str
     backend: str
+    #: What is happening, for people (``pulling 8eeb52dfb3bb``, ``converting …``).
     status: str
     completed: int = 0
     total: int | None = None
+    #: The step, for front ends: they redraw when it changes, not at every new ``status``
+    #: text (one phase may report many layers). Empty: the status is the phase.
+    phase: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.phase:
+            self.phase = self.status
 
     @property
     def fraction(self) -> float | None:
@@ -137,10 +146,11 @@ class BaseBackend:
     Settings: ClassVar[type[BackendSettings]] = BackendSettings
     #: Backend-specific keyword options accepted besides the common ones.
     extra_options: ClassVar[frozenset[str]] = frozenset()
+    #: What it can do, declared once (see capabilities.py); front ends read it, never guess.
+    #: A subclass without its own ``download_model`` gets ``downloads=False``.
+    capabilities: ClassVar[Capabilities] = Capabilities()
     #: False for engines that cannot stop on strings: the base then cuts the text itself.
     stops_on_strings: ClassVar[bool] = True
-    #: False for backends that serve remote models: front ends then offer no download.
-    downloads_models: ClassVar[bool] = True
     #: Packages ``check_availability`` imports on first use; the loader imports them one at
     #: a time before probing in parallel (concurrent first imports can see half a module).
     probe_modules: ClassVar[tuple[str, ...]] = ()
@@ -203,13 +213,17 @@ class BaseBackend:
 
     # --- generation ---------------------------------------------------------------------------
     def parse_options(self, kwargs: Mapping[str, Any]) -> GenerationRequest:
-        return parse_options(kwargs, self.extra_options)
+        request = parse_options(kwargs, self.extra_options)
+        refuse_unsupported(self.capabilities, self.display_name, request.seed)
+        return request
 
     def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:
         """The typed request; a backend that checks its ``extra`` options extends this."""
         from ._request import GenerationRequest
 
-        return GenerationRequest.build(prompt, model, kwargs, self.extra_options)
+        request = GenerationRequest.build(prompt, model, kwargs, self.extra_options)
+        refuse_unsupported(self.model_capabilities(model), self.display_name, request.seed)
+        return request
 
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         """The one method a backend writes: yield ``Started()`` once the request is sent
@@ -239,5 +253,43 @@ class BaseBackend:
             "name": self.name,
             "type": self.type_name,
             "display_name": self.display_name,
-            "downloads_models": self.downloads_models,
+            "capabilities": self.capabilities.to_dict(),
+            "downloads_models": self.capabilities.downloads,
         }
+
+    # --- capabilities and model names: declared here once, asked by every front end ----------
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("downloads_models")
+        if isinstance(legacy, bool):  # the spelling before capabilities: still honoured
+            cls.capabilities = dataclasses.replace(cls.capabilities, downloads=legacy)
+            del cls.downloads_models  # type: ignore[misc]
+        if cls.capabilities.downloads and cls.download_model is BaseBackend.download_model:
+            # Nothing to download with: no front end may offer it, whatever was declared.
+            cls.capabilities = dataclasses.replace(cls.capabilities, downloads=False)
+
+    @property
+    def downloads_models(self) -> bool:
+        """Read-only alias of ``capabilities.downloads`` (the name before capabilities)."""
+        return self.capabilities.downloads
+
+    def model_capabilities(self, model: str) -> Capabilities:
+        """What ``model`` can do; override where models differ (default: the backend's)."""
+        return self.capabilities
+
+    def validate_model_name(self, name: str) -> str:
+        """``name`` if this backend could know such a model, else ``ModelNameError`` saying why.
+
+        Only the shape is checked, nothing is looked up. The default is the generic check;
+        a backend with a name grammar (Ollama's ``name:tag``) overrides it.
+        """
+        check_generic_name(name)
+        return name
+
+    def model_key(self, name: str) -> str:
+        """The key under which two names are one model (Ollama: case, an implied ``:latest``)."""
+        return name
+
+    def claims_model_name(self, name: str) -> bool:
+        """Whether a bare ``name`` (``%localmind pull NAME``) is meant for this backend."""
+        return False

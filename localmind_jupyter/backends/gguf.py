@@ -48,7 +48,7 @@ from ..errors import (
     ModelNotFound,
     OptionError,
 )
-from . import _embedded, _paths
+from . import _embedded, _names, _paths
 from ._loaded import LoadedModels
 from ._prefill import GenerationCancelled
 from .base import (
@@ -60,6 +60,7 @@ from .base import (
     Started,
     Usage,
 )
+from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     from ._request import GenerationRequest
@@ -142,7 +143,11 @@ class GGUFBackend(BaseBackend):
     type_name: ClassVar[str] = "gguf"
     display_name: ClassVar[str] = "llama.cpp (GGUF)"
     Settings = GGUFSettings
+    capabilities = Capabilities(downloads=True, streaming=True, seed=True)
     settings: GGUFSettings
+
+    def validate_model_name(self, name: str) -> str:
+        return _names.check_local_name(name, self.type_name, _names.GGUF_NAME, _names.GGUF_HINT)
 
     def setup(self) -> None:
         self._models: LoadedModels[_Source, _Loaded] = LoadedModels(self.settings.max_loaded_models)

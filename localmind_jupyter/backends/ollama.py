@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
+from . import _ollama_names
 from ._ollama_options import check_options
 from .base import (
     BackendSettings,
@@ -27,6 +28,7 @@ from .base import (
     Started,
     Usage,
 )
+from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     import httpx
@@ -108,7 +110,17 @@ class OllamaBackend(BaseBackend):
     Settings = OllamaSettings
     extra_options = frozenset({"keep_alive", "format"})
     probe_modules = ("httpx", "httpcore")
+    capabilities = Capabilities(downloads=True, streaming=True, seed=True)
     settings: OllamaSettings
+
+    def validate_model_name(self, name: str) -> str:
+        return _ollama_names.validate(name, self.type_name)
+
+    def model_key(self, name: str) -> str:
+        return _ollama_names.key(name)
+
+    def claims_model_name(self, name: str) -> bool:
+        return "/" not in name  # owner/name goes to a Hub backend first, when one is configured
 
     def setup(self) -> None:
         from ..errors import ConfigError
@@ -415,7 +427,8 @@ class OllamaBackend(BaseBackend):
                 if progress is not None:
                     completed = sum(c for c, _ in layers.values())
                     total = sum(t for _, t in layers.values()) or None
-                    progress(DownloadProgress(model, self.name, status, completed, total))
+                    phase = _ollama_names.phase(status)
+                    progress(DownloadProgress(model, self.name, status, completed, total, phase))
         except (httpx.HTTPError, httpx.StreamError) as exc:
             if cancel is not None and cancel.is_set():
                 return

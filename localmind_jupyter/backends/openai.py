@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..secrets import check_url_credentials, redact, register, register_url, vendor_key
 from .base import BackendSettings, BaseBackend, Delta, ProgressCallback, Started, Usage
+from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     import openai
@@ -65,7 +66,8 @@ class OpenAISettings(BackendSettings):
 class OpenAIBackend(BaseBackend):
     type_name = "openai"
     display_name = "OpenAI-compatible"
-    downloads_models = False
+    #: Remote (or self-served) models: nothing to download.
+    capabilities = Capabilities(downloads=False, streaming=True, seed=True)
     probe_modules = ("openai", "openai.resources.models", "httpcore", "httpcore2")
     Settings = OpenAISettings
     settings: OpenAISettings

@@ -47,7 +47,7 @@ from ..errors import (
     ModelNotFound,
     OptionError,
 )
-from . import _embedded, _paths, _prefill
+from . import _embedded, _names, _paths, _prefill
 from ._loaded import LoadedModels
 from .base import (
     BackendSettings,
@@ -58,6 +58,7 @@ from .base import (
     Started,
     Usage,
 )
+from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     from ._request import GenerationRequest
@@ -155,8 +156,16 @@ class TransformersBackend(BaseBackend):
     type_name: ClassVar[str] = "transformers"
     display_name: ClassVar[str] = "Hugging Face Transformers"
     Settings = TransformersSettings
+    capabilities = Capabilities(downloads=True, streaming=True, seed=True)
     settings: TransformersSettings
     stops_on_strings = False  # the base cuts the text at stop strings
+
+    def validate_model_name(self, name: str) -> str:
+        hint = _names.TRANSFORMERS_HINT
+        return _names.check_local_name(name, self.type_name, _names.TRANSFORMERS_NAME, hint)
+
+    def claims_model_name(self, name: str) -> bool:
+        return _names.is_hub_id(name)
 
     def setup(self) -> None:
         if not _DEVICE.fullmatch(self.settings.device):

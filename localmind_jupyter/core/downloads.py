@@ -41,6 +41,8 @@ class DownloadStatus:
     model: str
     state: str
     status: str
+    #: The backend's step (``downloading``, ``verifying``…): a new one is worth a redraw.
+    phase: str
     completed: int
     total: int | None
     speed: float | None
@@ -96,6 +98,7 @@ class Download:
         self._last_emit = 0.0
         self._state = QUEUED
         self._status = "queued"
+        self._phase = "queued"
         self._completed = 0
         self._total: int | None = None
         self._error: str | None = None
@@ -117,6 +120,7 @@ class Download:
                 model=self.model,
                 state=self._state,
                 status=self._status,
+                phase=self._phase,
                 completed=self._completed,
                 total=self._total,
                 speed=speed,
@@ -167,8 +171,8 @@ class Download:
     def _on_progress(self, event: DownloadProgress) -> None:
         now = time.monotonic()
         with self._lock:
-            phase_changed = _phase(event.status) != _phase(self._status)
-            self._status = event.status
+            phase_changed = event.phase != self._phase
+            self._status, self._phase = event.status, event.phase
             self._completed = max(self._completed, event.completed)  # never backwards
             if event.total is not None:
                 self._total = max(event.total, self._completed)
@@ -183,7 +187,7 @@ class Download:
 
     def _set_status(self, status: str) -> None:
         with self._lock:
-            self._status = status
+            self._status = self._phase = status
         self._emit()
 
     def _set_state(
@@ -192,7 +196,7 @@ class Download:
         with self._lock:
             self._state = state
             if status is not None:
-                self._status = status
+                self._status = self._phase = status
             if error is not None:
                 self._error = error
             if state == DONE and self._total is not None:
@@ -236,6 +240,12 @@ class Download:
         if self.cancel_event.is_set():
             self._set_state(CANCELLED, status="cancelled while queued")
             return
+        if not self.backend.model_capabilities(self.model).downloads:  # it is never asked
+            error = (
+                f"backend {self.backend.name!r} downloads no models: there is nothing to download"
+            )
+            self._set_state(FAILED, error=error, status="failed")
+            return
         self._set_state(RUNNING, status="starting")
         try:
             self.backend.download_model(self.model, self._on_progress, self.cancel_event)
@@ -252,11 +262,6 @@ class Download:
                 self._set_state(CANCELLED, status="cancelled")
             else:
                 self._set_state(DONE, status="done")
-
-
-def _phase(status: str) -> str:
-    """Ollama's ``pulling <digest>`` lines are one phase per layer; the digest is not a phase."""
-    return status.split(" ", 1)[0] if status.startswith("pulling ") else status
 
 
 def _call(callback: Subscriber, snapshot: DownloadStatus) -> None:

@@ -123,15 +123,38 @@ class ModelLoader:
             )
         close = difflib.get_close_matches(spec, [m for _, m in installed], n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
+        example = next(iter(self.statuses), "NAME")
         raise ModelNotFound(
             f"no enabled backend has a model named '{spec}'.{hint} Write backend:model with "
-            f"backend one of {', '.join(self.statuses)} (e.g. ollama:llama3.2:1b); "
+            f"backend one of {', '.join(self.statuses)} (e.g. {example}:MODEL); "
             "`%localmind models` lists what is installed"
         )
 
+    def download_target(self, model: str) -> str | None:
+        """The backend a bare model name is downloaded with; None when no backend downloads.
+
+        The first built backend that downloads and claims the name (``claims_model_name``:
+        a Hub id, a ``name:tag``), else the first whose name grammar takes it.
+        """
+        candidates = [
+            (name, status.backend)
+            for name, status in self.statuses.items()
+            if status.backend is not None and status.backend.capabilities.downloads
+        ]
+        for name, backend in candidates:
+            if backend.claims_model_name(model):
+                return name
+        for name, backend in candidates:
+            try:
+                backend.validate_model_name(model)
+            except LocalMindError:
+                continue
+            return name
+        # No grammar takes it: the first one says why (its validate_model_name message).
+        return candidates[0][0] if candidates else None
+
     def _find_installed(self, spec: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(matches, everything installed) across the backends that could be built."""
-        wanted = _canonical(spec)
         matches: list[tuple[str, str]] = []
         installed: list[tuple[str, str]] = []
         for name, status in self.statuses.items():
@@ -141,9 +164,10 @@ class ModelLoader:
                 models = status.backend.list_models()
             except LocalMindError:
                 continue
+            wanted = status.backend.model_key(spec)
             for model in models:
                 installed.append((name, model))
-                if _canonical(model) == wanted:
+                if status.backend.model_key(model) == wanted:
                     matches.append((name, model))
         return matches, installed
 
@@ -184,12 +208,6 @@ def _import_probe_modules(backends: Iterable[BaseBackend | None]) -> None:
                 import_module(module)
             except Exception:  # noqa: BLE001 - the probe itself reports a missing package
                 continue
-
-
-def _canonical(name: str) -> str:
-    """``llama3.2`` and ``Llama3.2:latest`` name the same Ollama model."""
-    name = name.lower()
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 def _check(backend: BaseBackend | None) -> tuple[bool, str | None]:

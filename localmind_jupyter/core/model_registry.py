@@ -6,51 +6,15 @@ REST API serves as-is and the widgets and ``%localmind models`` render.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cache
-from importlib.resources import files
+from collections.abc import Callable
 from typing import Any
 
+from ..backends._catalog import CatalogEntry, load_catalog
 from ..backends.base import BaseBackend
 from ..errors import LocalMindError
 from .model_loader import BackendStatus, ModelLoader
 
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    name: str
-    description: str = ""
-    size: int | None = None
-    parameters: str | None = None
-    tags: tuple[str, ...] = ()
-    license: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-_ENTRY_KEYS = {"name", "description", "size", "parameters", "tags", "license"}
-
-
-@cache
-def load_catalog(backend_type: str) -> tuple[CatalogEntry, ...]:
-    """The catalog shipped for a backend type; a type without one has an empty catalog."""
-    resource = files("localmind_jupyter.catalogs") / f"{backend_type}.yaml"
-    if not resource.is_file():
-        return ()
-    import yaml
-
-    data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
-    return tuple(
-        CatalogEntry(
-            name=str(item["name"]),
-            description=item.get("description", ""),
-            size=item.get("size"),
-            parameters=item.get("parameters"),
-            tags=tuple(item.get("tags") or ()),
-            license=item.get("license"),
-            extra={k: v for k, v in item.items() if k not in _ENTRY_KEYS},
-        )
-        for item in data.get("models") or []
-    )
+__all__ = ["CatalogEntry", "ModelRegistry", "human_size", "load_catalog", "merge_models"]
 
 
 def human_size(size: int | None) -> str:
@@ -65,26 +29,25 @@ def human_size(size: int | None) -> str:
     return f"{value:.1f} TB"
 
 
-def _canonical(name: str, backend_type: str) -> str:
-    """Ollama treats ``llama3.2`` and ``llama3.2:latest`` as one model, case-insensitively."""
-    if backend_type == "ollama":
-        name = name.lower()
-        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+def _same(name: str) -> str:
     return name
 
 
 def merge_models(
-    catalog: tuple[CatalogEntry, ...], installed: list[dict[str, Any]], backend_type: str
+    catalog: tuple[CatalogEntry, ...],
+    installed: list[dict[str, Any]],
+    model_key: Callable[[str], str] = _same,
 ) -> list[dict[str, Any]]:
     """Catalog entries marked installed or not, plus installed models the catalog lacks.
 
-    Installed models come first, then the catalog in its own order.
+    ``model_key``: the backend's ``model_key`` (when two names are one model). Installed
+    models come first, then the catalog in its own order.
     """
-    installed_by_key = {_canonical(m["name"], backend_type): m for m in installed}
+    installed_by_key = {model_key(m["name"]): m for m in installed}
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for entry in catalog:
-        key = _canonical(entry.name, backend_type)
+        key = model_key(entry.name)
         seen.add(key)
         found = installed_by_key.get(key)
         size = (found or {}).get("size") or entry.size
@@ -134,9 +97,20 @@ def _describe(details: dict[str, Any]) -> str:
 
 
 def _catalog_for(backend: BaseBackend) -> tuple[CatalogEntry, ...]:
-    """The catalog the backend offers: e.g. none for an OpenAI-type backend at a local server."""
+    """The catalog the backend names (``catalog_name``): none for one at a self-served server."""
     name = backend.catalog_name
     return load_catalog(name) if name else ()
+
+
+def _with_model_capabilities(
+    rows: list[dict[str, Any]], backend: BaseBackend
+) -> list[dict[str, Any]]:
+    """Rows whose model can do other things than its backend say so (``capabilities``)."""
+    for row in rows:
+        own = backend.model_capabilities(row["name"])
+        if own != backend.capabilities:
+            row["capabilities"] = own.to_dict()
+    return rows
 
 
 class ModelRegistry:
@@ -147,9 +121,10 @@ class ModelRegistry:
 
     def models(self, backend_name: str) -> list[dict[str, Any]]:
         backend = self.loader.get(backend_name)
-        return merge_models(
-            _catalog_for(backend), backend.installed_model_details(), backend.type_name
+        rows = merge_models(
+            _catalog_for(backend), backend.installed_model_details(), backend.model_key
         )
+        return _with_model_capabilities(rows, backend)
 
     def available(self, probe: bool = True) -> dict[str, Any]:
         """``{"status": "ok", "backends": {name: {"info", "models", "installed"}}}``."""
@@ -172,7 +147,9 @@ class ModelRegistry:
                     status.available, status.reason = False, str(exc)
         info.update(enabled=status.enabled, available=status.available, reason=status.reason)
         catalog = _catalog_for(backend) if backend is not None else load_catalog(status.type)
-        models = merge_models(catalog, installed, status.type)
+        models = merge_models(catalog, installed, backend.model_key if backend else _same)
+        if backend is not None:
+            models = _with_model_capabilities(models, backend)
         return {
             "info": info,
             "models": models,

@@ -209,9 +209,7 @@ class LineCommands:
         parser.add_argument("model")
         parser.add_argument("-b", "--backend")
         opts = _parse(parser, args)
-        backend_name, model = _split_pull_target(
-            opts.model, opts.backend, self.session.loader.statuses
-        )
+        backend_name, model = _split_pull_target(opts.model, opts.backend, self.session.loader)
         download = self.session.downloads.start(backend_name, model)
         progress = _progress_view(self._in_kernel(), f"{backend_name}:{model}")
         download.subscribe(progress.update)
@@ -250,16 +248,20 @@ def _parse(parser: _Parser, args: list[str]) -> argparse.Namespace:
     return parser.parse_args(args)
 
 
-def _split_pull_target(spec: str, backend: str | None, backends: dict[str, Any]) -> tuple[str, str]:
-    """``ollama:llama3.2:1b``, ``-b NAME MODEL``, a Hub id (Transformers) or an Ollama name."""
+def _split_pull_target(spec: str, backend: str | None, loader: Any) -> tuple[str, str]:
+    """``NAME:MODEL``, ``-b NAME MODEL``, or a bare model for the backend that claims it."""
     if backend:
         return backend, spec
     name, sep, model = spec.partition(":")
-    if sep and name in backends:
+    if sep and name in loader.statuses:
         return name, model
-    if "/" in spec and "transformers" in backends:
-        return "transformers", spec
-    return "ollama", spec
+    target = loader.download_target(spec)
+    if target is None:
+        raise _CommandUsage(
+            f"no configured backend downloads a model named {spec!r}; write NAME:MODEL with "
+            f"NAME one of {', '.join(loader.statuses) or 'none'} (see `%localmind backends`)"
+        )
+    return target, spec
 
 
 def _progress_line(label: str, status: Any) -> str:

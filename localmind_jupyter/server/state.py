@@ -141,31 +141,38 @@ class ServerState:
 
     def start_download(self, request: DownloadRequest) -> tuple[DownloadStatus, bool]:
         """Start the download, or join the one already running; (snapshot, joined)."""
-        from ..backends.base import BaseBackend
-
-        backend = self.backend(request.backend)
-        model = check_model_name(request.model, backend.type_name)
-        if not backend.downloads_models:  # say so now, not as a download that fails at once
+        name = request.backend
+        if name is None:  # the seed's API had no backend field: as `%localmind pull NAME`
+            spec = request.model.strip() if isinstance(request.model, str) else ""
+            name = self.loader().download_target(spec)  # the name is checked below, by it
+            if name is None:
+                raise ApiError(
+                    400,
+                    f"no configured backend downloads models; send "
+                    f'"backend": one of {", ".join(self.loader().statuses) or "none"}',
+                )
+        backend = self.backend(name)
+        model = check_model_name(request.model, backend)
+        if not backend.model_capabilities(model).downloads:  # now, not as a failed download
+            verb = (
+                "does not download it" if backend.capabilities.downloads else "downloads no models"
+            )
             raise ApiError(
                 400,
-                f"backend {request.backend!r} ({backend.type_name}) serves remote models: there "
-                f"is nothing to download; generate with it directly (POST {URL_PREFIX}/generate "
-                f'with "backend": "{request.backend}")',
-            )
-        if type(backend).download_model is BaseBackend.download_model:
-            raise ApiError(
-                400, f"backend {request.backend!r} ({backend.type_name}) cannot download models"
+                f"backend {name!r} ({backend.type_name}) {verb}: there is nothing "
+                f"to download; generate with it directly (POST {URL_PREFIX}/generate with "
+                f'"backend": "{name}")',
             )
         try:
             available, reason = backend.check_availability()
         except LocalMindError as exc:
             available, reason = False, str(exc)
         if not available:  # say so now rather than as a download that failed at once
-            raise BackendUnavailable(f"backend {request.backend!r} is unavailable: {reason}")
+            raise BackendUnavailable(f"backend {name!r} is unavailable: {reason}")
         manager = self.downloads()
         with self._start_lock:  # "joined" must not race another request for the same model
             running = {status.id for status in manager.downloads() if not status.finished}
-            download = manager.start(request.backend, model)
+            download = manager.start(name, model)
         return download.snapshot(), download.id in running
 
     def download_list(self) -> list[dict[str, Any]]:
@@ -195,11 +202,11 @@ class ServerState:
         """Resolve the backend and model, then start the generation (blocks until it answers)."""
         if request.backend is not None:
             backend = self.backend(request.backend)
-            model = check_model_name(request.model, backend.type_name)
+            model = check_model_name(request.model, backend)
         else:
-            spec = check_model_name(request.model, "", field_name="model")
+            spec = check_model_name(request.model, None, field_name="model")
             backend, model = self.loader().resolve(spec)
-            model = check_model_name(model, backend.type_name)
+            model = check_model_name(model, backend)
         return backend.generate_stream(request.prompt, model, **request.options)
 
     # --- generations in flight ---------------------------------------------------------------

@@ -8,38 +8,23 @@ refused here, with a message that says what a valid name looks like.
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..backends.capabilities import MAX_MODEL_NAME, ModelNameError, check_generic_name
 from .errors import ApiError
 
-MAX_MODEL_NAME = 200
-
-# [host[:port]/][namespace/]model[:tag], as Ollama parses names.
-_OLLAMA_NAME = re.compile(
-    r"(?:[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}/)?"
-    r"(?:[A-Za-z0-9_][A-Za-z0-9_-]{0,79}/)?"
-    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,79})?"
-)
-# A Hugging Face Hub id (owner/name) or a listed name; local paths are not offered over HTTP.
-_TRANSFORMERS_NAME = re.compile(
-    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}(?:/[A-Za-z0-9_][A-Za-z0-9_.-]{0,95})?"
-)
-
-_NAME_HINTS = {
-    "ollama": "write name or name:tag, e.g. llama3.2:1b (optionally namespace/name:tag)",
-    "transformers": (
-        "write a listed model name or a Hugging Face Hub id like "
-        "HuggingFaceTB/SmolLM2-360M-Instruct (file paths are not accepted over the REST API)"
-    ),
-}
+if TYPE_CHECKING:
+    from ..backends.base import BaseBackend
 
 
-def check_model_name(model: Any, backend_type: str, field_name: str = "model") -> str:
-    """The model name, stripped; ApiError 400 when it is not one the backend could know."""
+def check_model_name(model: Any, backend: BaseBackend | None, field_name: str = "model") -> str:
+    """The model name, stripped; ApiError 400 when it is not one the backend could know.
+
+    The checks every name gets over HTTP are here (no file paths); the name's grammar is
+    the backend's own (``validate_model_name``). ``backend`` None: the generic check only.
+    """
     if not isinstance(model, str):
         raise ApiError(400, f"'{field_name}' must be a string, e.g. \"llama3.2:1b\"")
     name = model.strip()
@@ -61,14 +46,13 @@ def check_model_name(model: Any, backend_type: str, field_name: str = "model") -
         )
     if any(part in {".", ""} for part in name.split("/")):
         raise ApiError(400, f"'{field_name}' has an empty or '.' path segment ({name!r})")
-    pattern = {"ollama": _OLLAMA_NAME, "transformers": _TRANSFORMERS_NAME}.get(backend_type)
-    if pattern is not None and not pattern.fullmatch(name):
-        raise ApiError(
-            400,
-            f"{name!r} is not a valid {backend_type} model name; {_NAME_HINTS[backend_type]}",
-        )
-    if pattern is None and any(char.isspace() for char in name):
-        raise ApiError(400, f"'{field_name}' contains whitespace ({name!r}); model ids have none")
+    try:
+        if backend is None:
+            check_generic_name(name, f"'{field_name}'")
+        else:
+            backend.validate_model_name(name)
+    except ModelNameError as exc:
+        raise ApiError(400, str(exc)) from None
     return name
 
 
@@ -153,16 +137,17 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
 
 @dataclass(frozen=True)
 class DownloadRequest:
-    backend: str
+    #: None: the backend that claims the name (as ``%localmind pull NAME``).
+    backend: str | None
     model: Any  # checked against the backend's type once the backend is known
 
 
-DOWNLOAD_EXAMPLE = '{"model": "llama3.2:1b", "backend": "ollama"}'
+DOWNLOAD_EXAMPLE = '{"model": "llama3.2:1b", "backend": "NAME"}'
 _DOWNLOAD_FIELDS = frozenset({"model", "backend"})
 
 
 def parse_download(body: bytes) -> DownloadRequest:
-    """``{"model", "backend"}``; ``backend`` defaults to ``ollama`` as the seed's API did."""
+    """``{"model", "backend"?}``; without ``backend``, the one that claims the name."""
     data = read_json_object(body, DOWNLOAD_EXAMPLE)
     unknown = sorted(set(data) - _DOWNLOAD_FIELDS)
     if unknown:
@@ -171,11 +156,11 @@ def parse_download(body: bytes) -> DownloadRequest:
         )
     if "model" not in data:
         raise ApiError(400, f"'model' is missing; send {DOWNLOAD_EXAMPLE}")
-    backend = _optional_str(data, "backend") or "ollama"
+    backend = _optional_str(data, "backend") or None
     return DownloadRequest(backend=backend, model=data["model"])
 
 
-GENERATE_EXAMPLE = '{"prompt": "Hello", "model": "llama3.2:1b", "backend": "ollama"}'
+GENERATE_EXAMPLE = '{"prompt": "Hello", "model": "llama3.2:1b", "backend": "NAME"}'
 _GENERATE_FIELDS = frozenset({"prompt", "model", "backend"})
 
 

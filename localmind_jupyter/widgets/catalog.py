@@ -1,107 +1,32 @@
 """``ModelCatalog``: what each backend offers, with sizes, whether it is installed, and actions.
 
-The data is the registry's ``available()`` answer (catalog merged with what is
-installed), loaded on a background thread. Selecting a model enables "Use" (the
-model of ``%%localmind`` in this kernel, as ``%localmind use``) and "Download",
-which is disabled with the reason when there is nothing to download.
+The data is the registry's ``available()`` answer, loaded on a background thread and
+kept in a ``CatalogState`` (``catalog_state.py``: rows, filters, what can be downloaded;
+no widgets); this module draws it. Selecting a model enables "Use" (the model of
+``%%localmind`` here, as ``%localmind use``) and "Download", disabled with the reason
+when there is nothing to download.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Unicode
 
-from ..backends.base import BaseBackend
 from ..core.downloads import DONE, Download, DownloadStatus
-from ..core.model_registry import _canonical, human_size
 from ..errors import LocalMindError
 from ..session import KernelSession, get_session
 from . import _style as s
 from ._background import BackgroundJob
+from ._catalog_rows import ModelRow as _ModelRow
+from ._catalog_rows import header_html, selection_html
 from ._tree import close_tree
+from .catalog_state import CatalogState, Filters, Key, backend_problem, model_key_of
 from .progress import DownloadProgress
 
 ALL_TAGS = ""
-_SELECT_LAYOUT = {"width": "2.4em", "min_width": "2.4em", "margin": "0 6px 0 0", "padding": "0"}
-
-
-class _ModelRow:
-    """One model: a select button and an HTML line (name, size, badges, tags, description)."""
-
-    def __init__(self, backend: str, model: dict[str, Any], select: Callable[[str, str], None]):
-        self.backend = backend
-        self.model = model
-        self.button = widgets.Button(
-            description="",
-            tooltip=f"Select {model['name']}",
-            layout=widgets.Layout(**_SELECT_LAYOUT),
-        )
-        self.button.on_click(lambda _b: select(self.backend, self.model["name"]))
-        self.html = widgets.HTML(
-            layout=widgets.Layout(flex="1 1 auto", width="auto", min_width="0")
-        )
-        self.box = widgets.HBox(
-            [self.button, self.html],
-            # flex 0 0 auto: rows keep their height inside the scrolling list, never squeezed
-            layout=widgets.Layout(
-                align_items="center", width="100%", margin="1px 0", flex="0 0 auto"
-            ),
-        )
-
-    @property
-    def name(self) -> str:
-        return str(self.model["name"])
-
-    def haystack(self) -> str:
-        m = self.model
-        return " ".join(
-            str(x) for x in (m["name"], m.get("description"), m.get("parameters"), *m["tags"]) if x
-        ).lower()
-
-    def render(self, selected: bool, in_use: bool, downloading: bool) -> None:
-        m = self.model
-        badges = []
-        if m["installed"]:
-            badges.append(s.badge("installed", "ok"))
-        if downloading:
-            badges.append(s.badge("downloading", "info"))
-        if in_use:
-            badges.append(s.badge("in use", "info", "%%localmind uses this model in this kernel"))
-        size = m.get("size_human") or human_size(m.get("size"))
-        first = (
-            '<span style="font-weight:600;min-width:min(13em,100%);flex:0 1 auto;'
-            'overflow-wrap:anywhere">'
-            f"{s.esc(m['name'])}</span>"
-            + s.fixed(size if m.get("size") else "—", 5.5, style=s.MUTED)
-            + s.fixed(m.get("parameters") or "", 4.5, style=s.MUTED)
-            + "".join(badges)
-            + '<span style="flex:1 1 auto"></span>'
-            + "".join(s.chip(tag) for tag in m["tags"])
-        )
-        description = m.get("description") or ""
-        second = (
-            f'<div style="{s.MUTED};{s.SMALL};flex-basis:100%;overflow-wrap:anywhere">'
-            f"{s.esc(description)}</div>"
-            if description
-            else ""
-        )
-        background = (
-            "background:var(--jp-rendermime-table-row-hover-background,#e1f5fe);"
-            "box-shadow:inset 3px 0 0 var(--jp-brand-color1,#1976d2);"
-            if selected
-            else ""
-        )
-        self.html.value = s.block(
-            first + second,
-            "display:flex;flex-wrap:wrap;align-items:center;gap:1px 10px;"
-            f"padding:3px 8px;border-radius:3px;{background}",
-        )
-        self.button.icon = "check" if selected else ""
-        self.button.button_style = "primary" if selected else ""
 
 
 class ModelCatalog(widgets.VBox):
@@ -126,9 +51,9 @@ class ModelCatalog(widgets.VBox):
         super().__init__(**kwargs)
         self.session = session if session is not None else get_session()
         self.redact = s.Redactor.from_session(self.session)
-        self.result: dict[str, Any] | None = None
-        self.selected: tuple[str, str] | None = None
-        self._rows: dict[tuple[str, str], _ModelRow] = {}
+        #: Rows, selection and every decision about them (no widgets: catalog_state.py).
+        self.state = CatalogState()
+        self._rows: dict[Key, _ModelRow] = {}
         self._headers: dict[str, widgets.HTML] = {}
         self._lock = threading.RLock()
         self._job = BackgroundJob("catalog")
@@ -217,6 +142,15 @@ class ModelCatalog(widgets.VBox):
         if autoload:
             self.reload()
 
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The ``registry.available()`` answer shown (with the marks of finished downloads)."""
+        return self.state.result
+
+    @property
+    def selected(self) -> Key | None:
+        return self.state.selected
+
     # --- data ---------------------------------------------------------------------------------
     def reload(self) -> bool:
         """Re-read the registry (probing the backends) on a background thread; returns at once."""
@@ -225,23 +159,10 @@ class ModelCatalog(widgets.VBox):
     def set_data(self, result: dict[str, Any]) -> None:
         """Show a ``registry.available()`` answer (the model manager passes the picker's)."""
         with self._lock:
-            self.result = result
             self.redact = s.Redactor.from_session(self.session)  # the config may have changed
-            wanted: set[tuple[str, str]] = set()
-            for backend, entry in result["backends"].items():
-                for model in entry["models"]:
-                    key = (backend, model["name"])
-                    wanted.add(key)
-                    row = self._rows.get(key)
-                    if row is None:
-                        self._rows[key] = _ModelRow(backend, dict(model), self.select)
-                    else:
-                        row.model = dict(model)
-            for key in [k for k in self._rows if k not in wanted]:
-                close_tree(self._rows.pop(key).box)
-            if self.selected not in self._rows:
-                self.selected = None
-            names = list(result["backends"])
+            self.state.set_data(result)
+            self._sync_rows()
+            names = self.state.backends()
             self.backend_filter.options = [("all backends", ""), *[(n, n) for n in names]]
             self.backend_filter.value = self.backend if self.backend in names else ""
             self._refresh_tags()
@@ -256,12 +177,12 @@ class ModelCatalog(widgets.VBox):
 
     def model(self, backend: str, name: str) -> dict[str, Any]:
         """The catalog entry as shown (``installed``, ``size``, ``tags``, …)."""
-        return dict(self._rows[(backend, name)].model)
+        return dict(self.state.models[(backend, name)])
 
-    def visible(self) -> list[tuple[str, str]]:
+    def visible(self) -> list[Key]:
         """(backend, model) of the rows the filters let through, in display order."""
         with self._lock:
-            return [(r.backend, r.name) for r in self._ordered() if self._matches(r)]
+            return self.state.visible(self._filters())
 
     def close(self) -> None:
         """Close every row, shown or filtered out, and the catalog itself."""
@@ -276,12 +197,11 @@ class ModelCatalog(widgets.VBox):
     # --- selection and actions ------------------------------------------------------------------
     def select(self, backend: str, name: str) -> None:
         with self._lock:
-            if (backend, name) not in self._rows:
+            if (backend, name) not in self.state.models:
                 raise KeyError(f"{backend}:{name} is not in the catalog")
-            previous, self.selected = self.selected, (backend, name)
-            for key in (previous, self.selected):
-                if key in self._rows:
-                    self._render_row(self._rows[key])
+            previous, self.state.selected = self.state.selected, (backend, name)
+            for key in (previous, self.state.selected):
+                self._render_key(key)
             self._update_actions()
 
     @property
@@ -302,10 +222,8 @@ class ModelCatalog(widgets.VBox):
             return None
         spec = f"{backend_obj.name}:{model}"
         self.session.chosen_model = spec
-        installed = self._rows[(backend, name)].model["installed"]
-        hint = (
-            "" if installed or self._remote(backend, name) else " (not installed yet: download it)"
-        )
+        needs = self.state.needs_download((backend, name))
+        hint = " (not installed yet: download it)" if needs else ""
         self.message.value = s.note(f"%%localmind now uses {spec} in this kernel{hint}", "ok")
         with self._lock:
             self._render_all()
@@ -336,12 +254,23 @@ class ModelCatalog(widgets.VBox):
             return
         self.set_data(result)
 
+    def _sync_rows(self) -> None:
+        """One widget row per state row: new ones built, gone ones closed."""
+        for key in self.state.models:
+            if key not in self._rows:
+                self._rows[key] = _ModelRow(key[0], key[1], self.select)
+        for key in [k for k in self._rows if k not in self.state.models]:
+            close_tree(self._rows.pop(key).box)
+
     def _download_finished(self, status: DownloadStatus) -> None:
         """Mark a finished download installed at once, then fetch the backend's real list."""
         key = (status.backend, status.model)
         with self._lock:
             if status.state == DONE:
-                self._mark_installed(status.backend, status.model)
+                key_of = model_key_of(self.session.loader, status.backend)
+                self.state.mark_installed(status.backend, status.model, key_of)
+                self._sync_rows()
+                self._render_all()
             self._render_key(key)
             self._update_actions()
         if status.state == DONE:
@@ -354,129 +283,64 @@ class ModelCatalog(widgets.VBox):
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
 
-    def _mark_installed(self, backend: str, model: str) -> None:
-        kind = self._info(backend).get("type", "")
-        wanted = _canonical(model, kind)
-        rows = [r for r in self._rows.values() if r.backend == backend]
-        matched = [r for r in rows if _canonical(r.name, kind) == wanted]
-        for row in matched:
-            row.model["installed"] = True
-        if not matched:  # a model the catalog does not list: show it until the refresh
-            entry = {
-                "name": model,
-                "description": "installed locally",
-                "size": None,
-                "size_human": human_size(None),
-                "parameters": None,
-                "tags": [],
-                "license": None,
-                "installed": True,
-                "in_catalog": False,
-            }
-            self._rows[(backend, model)] = _ModelRow(backend, entry, self.select)
-        self._sync_result(backend)
-        self._render_all()
-
     def _refresh_backend(self, backend: str) -> None:
         try:
             models = self.session.registry.models(backend)
         except LocalMindError:
             return  # keep the optimistic mark; the next reload corrects it
         with self._lock:
-            if self.result is None or backend not in self.result["backends"]:
-                return
-            self.result["backends"][backend]["models"] = models
-            self.set_data(self.result)
-
-    def _sync_result(self, backend: str) -> None:
-        """Keep ``result`` in step with the rows (so a later set_data keeps the marks)."""
-        if self.result is None or backend not in self.result["backends"]:
-            return
-        rows = [r.model for r in self._ordered() if r.backend == backend]
-        self.result["backends"][backend]["models"] = rows
+            if self.state.result is not None and backend in self.state.result["backends"]:
+                self.state.result["backends"][backend]["models"] = models
+                self.set_data(self.state.result)
 
     # --- internals: display ---------------------------------------------------------------------
-    def _info(self, backend: str) -> dict[str, Any]:
-        if self.result is None:
-            return {}
-        entry = self.result["backends"].get(backend)
-        return dict(entry["info"]) if entry else {}
-
-    def _ordered(self) -> list[_ModelRow]:
-        """Backends in config order; in each, installed first, then catalog order."""
-        order = {name: i for i, name in enumerate((self.result or {}).get("backends", {}))}
-        rows = list(self._rows.values())
-        return sorted(
-            rows, key=lambda r: (order.get(r.backend, len(order)), not r.model["installed"])
+    def _filters(self) -> Filters:
+        return Filters(
+            backend=self.backend,
+            installed_only=bool(self.installed_only.value),
+            tag=self.tag.value or "",
+            search=self.search.value,
         )
 
-    def _matches(self, row: _ModelRow) -> bool:
-        if self.backend and row.backend != self.backend:
-            return False
-        if self.installed_only.value and not row.model["installed"]:
-            return False
-        if self.tag.value and self.tag.value not in row.model["tags"]:
-            return False
-        words = self.search.value.lower().split()
-        haystack = row.haystack() if words else ""
-        return all(word in haystack for word in words)
-
-    def _render_row(self, row: _ModelRow) -> None:
-        in_use = self.session.chosen_model == f"{row.backend}:{row.name}"
+    def _render_key(self, key: Key | None) -> None:
+        row = self._rows.get(key) if key is not None else None
+        if row is None:
+            return
         assert self.downloads is not None
         row.render(
-            selected=self.selected == (row.backend, row.name),
-            in_use=in_use,
+            self.state.models[key],  # type: ignore[index]
+            selected=self.selected == key,
+            in_use=self.session.chosen_model == f"{row.backend}:{row.name}",
             downloading=self.downloads.active(row.backend, row.name),
         )
 
-    def _render_key(self, key: tuple[str, str]) -> None:
-        row = self._rows.get(key)
-        if row is not None:
-            self._render_row(row)
-
     def _render_all(self) -> None:
-        for row in self._rows.values():
-            self._render_row(row)
+        for key in self._rows:
+            self._render_key(key)
         self._refilter()
 
     def _refilter(self) -> None:
         with self._lock:
             children: list[widgets.Widget] = []
-            shown = 0
             current: str | None = None
-            for row in self._ordered():
-                if not self._matches(row):
-                    continue
-                if row.backend != current:
-                    current = row.backend
-                    children.append(self._header(row.backend))
-                children.append(row.box)
-                shown += 1
+            shown = self.state.visible(self._filters())
+            for key in shown:
+                if key[0] != current:
+                    current = key[0]
+                    children.append(self._header(current))
+                children.append(self._rows[key].box)
             self._list.children = children
-            total = sum(
-                1 for r in self._rows.values() if not self.backend or r.backend == self.backend
-            )
-            if self.result is not None:
-                text = f"{shown} of {total} models" if shown else "No model matches the filters."
+            if self.state.result is not None:
+                total = self.state.total(self.backend)
+                text = (
+                    f"{len(shown)} of {total} models" if shown else "No model matches the filters."
+                )
                 self.count.value = s.note(text)
             self._update_actions()
 
     def _header(self, backend: str) -> widgets.HTML:
-        info = self._info(backend)
-        rows = [r for r in self._rows.values() if r.backend == backend]
-        installed = sum(1 for r in rows if r.model["installed"])
-        state = (
-            s.badge("available", "ok")
-            if info.get("available")
-            else s.badge("unavailable", "error", self.redact(info.get("reason")) or None)
-        )
-        kind = info.get("display_name") or info.get("type") or ""
-        value = s.block(
-            f'<span style="font-weight:600">{s.esc(backend)}</span> '
-            f'<span style="{s.MUTED}">{s.esc(kind)}</span> {state} '
-            f'<span style="{s.MUTED};{s.SMALL}">{installed} installed · {len(rows)} listed</span>',
-            "padding:6px 4px 2px;border-bottom:1px solid var(--jp-border-color2,#e0e0e0)",
+        value = header_html(
+            backend, self.state.info(backend), self.state.counts(backend), self.redact
         )
         header = self._headers.get(backend)
         if header is None:
@@ -488,70 +352,26 @@ class ModelCatalog(widgets.VBox):
         return header
 
     def _refresh_tags(self) -> None:
-        tags = sorted(
-            {
-                tag
-                for r in self._rows.values()
-                if not self.backend or r.backend == self.backend
-                for tag in r.model["tags"]
-            }
-        )
+        tags = self.state.tags(self.backend)
         current = self.tag.value
         self.tag.options = [("all tags", ALL_TAGS), *[(t, t) for t in tags]]
         self.tag.value = current if current in tags else ALL_TAGS
 
     # --- internals: actions ---------------------------------------------------------------------
-    def _remote(self, backend: str, name: str) -> bool:
-        row = self._rows.get((backend, name))
-        tags = row.model["tags"] if row else []
-        return self._info(backend).get("downloads_models") is False or "remote" in tags
-
     def _download_block(self) -> str | None:
-        """Why the selection cannot be downloaded, or None."""
-        if self.selected is None:
-            return "Select a model to use or download it."
-        backend, name = self.selected
-        info = self._info(backend)
-        kind = info.get("display_name") or info.get("type") or backend
-        if self._remote(backend, name):
-            return f"{kind} backends serve remote models: there is nothing to download."
-        try:
-            backend_obj = self.session.loader.get(backend)
-        except LocalMindError as exc:
-            return self.redact(str(exc))
-        if type(backend_obj).download_model is BaseBackend.download_model:
-            return f"The {kind} backend cannot download models."
-        if self._rows[self.selected].model["installed"]:
-            return f"{name} is already installed."
-        if info.get("available") is False:
-            return self.redact(f"{backend} is unavailable: {info.get('reason')}")
+        """Why the selection cannot be downloaded, or None (decided by the state)."""
         assert self.downloads is not None
-        if self.downloads.active(backend, name):
-            return "Downloading: see the progress below."
-        return None
+        reason = self.state.download_block(
+            downloading=self.downloads.active,
+            problem=lambda backend: backend_problem(self.session.loader, backend),
+        )
+        return None if reason is None else self.redact(reason)
 
     def _update_actions(self) -> None:
         chosen = self.session.chosen_model
-        using = (
-            f'<span style="{s.MUTED};{s.SMALL}"> · %%localmind uses {s.esc(chosen)}</span>'
-            if chosen
-            else ""
-        )
-        if self.selected is None:
-            self.selection.value = s.block(
-                f'<span style="{s.MUTED}">No model selected</span>{using}'
-            )
-            self.use_button.disabled = True
-        else:
-            backend, name = self.selected
-            row = self._rows[self.selected]
-            size = row.model.get("size_human") if row.model.get("size") else ""
-            self.selection.value = s.block(
-                f'<span style="{s.MUTED}">Selected</span> '
-                f'<b style="overflow-wrap:anywhere">{s.esc(backend)}:{s.esc(name)}</b> '
-                f'<span style="{s.MUTED}">{s.esc(size)}</span>{using}'
-            )
-            self.use_button.disabled = False
+        model = self.state.models[self.selected] if self.selected is not None else None
+        self.selection.value = selection_html(self.selected, model, chosen)
+        self.use_button.disabled = self.selected is None
         reason = self._download_block()
         self.download_button.disabled = reason is not None
         # The natural next step stands out: Download for a model not there yet, else Use.

@@ -34,21 +34,12 @@ from ..core.downloads import (
 from ..core.listeners import Listeners
 from ..session import KernelSession, get_session
 from . import _style as s
+from ._download_html import details_html
 from ._tree import close_tree
 
 FinishedListener = Callable[[DownloadStatus], None]
 
 _BAR_STYLE = {DONE: "success", FAILED: "danger", CANCELLED: "warning"}
-_OUTCOME = {
-    DONE: ("done", "ok"),
-    FAILED: ("failed", "error"),
-    CANCELLED: ("cancelled", "warn"),
-}
-
-
-def _phase(status: str) -> str:
-    """Ollama reports ``pulling <digest>`` once per layer: one phase, not one per layer."""
-    return status.split(" ", 1)[0] if status.startswith("pulling ") else status
 
 
 class DownloadRow:
@@ -145,7 +136,7 @@ class DownloadRow:
             due = (
                 status.finished
                 or status.state != self._last_state
-                or _phase(status.status) != self._last_phase
+                or status.phase != self._last_phase
                 or now - self._last_draw >= self.min_interval
             )
             if not due:
@@ -178,7 +169,7 @@ class DownloadRow:
         """Set the widgets from one snapshot (called with the row's lock held)."""
         self.status = status
         self._last_draw = now
-        self._last_phase = _phase(status.status)
+        self._last_phase = status.phase
         self._last_state = status.state
         self.redraws += 1
 
@@ -193,51 +184,12 @@ class DownloadRow:
             self.bar.value = percent
         self.bar.bar_style = _BAR_STYLE.get(status.state, "")
         self.percent.value = s.block(s.fixed(f"{int(percent)} %", 3.5))
-        self.details.value = self._details_html(status)
+        self.details.value = details_html(status, self._redact)
         if status.finished:
             self.button.description = "Dismiss"
             self.button.icon = "times"
             self.button.tooltip = "Remove this row"
             self.button.disabled = False
-
-    def _details_html(self, status: DownloadStatus) -> str:
-        size = (
-            f"{s.size_text(status.completed)} / {s.size_text(status.total)}"
-            if status.total
-            else s.size_text(status.completed)
-            if status.completed
-            else "—"
-        )
-        if status.state in _OUTCOME:
-            label, kind = _OUTCOME[status.state]
-            if status.state == FAILED:
-                text = self._redact(status.error or "the download failed")
-                colour = s.COLOURS["error"]
-            elif status.state == DONE:
-                text, colour = "installed — ready to use", s.COLOURS["muted"]
-            else:
-                text, colour = "stopped; nothing was installed", s.COLOURS["muted"]
-            took = ""
-            if status.finished_at is not None:
-                took = f" · {s.eta_text(status.finished_at - status.started_at)}"
-            return s.block(
-                f"{s.badge(label, kind)} "
-                f'<span style="color:{colour};{s.SMALL};overflow-wrap:anywhere">'
-                f"{s.esc(text)}</span>"
-                f'<span style="{s.MUTED};{s.SMALL}"> · {s.esc(size)}{s.esc(took)}</span>',
-            )
-        activity = self._redact(status.status) or status.state
-        eta = s.eta_text(status.eta) if status.state == "running" else "—"
-        cells = [
-            s.fixed(activity, 14, "left", title=activity),
-            s.fixed(size, 11.5),
-            s.fixed(s.speed_text(status.speed), 7.5),
-            s.fixed(f"ETA {eta}", 6.5),
-        ]
-        return s.block(
-            "".join(cells),
-            f"{s.MUTED};{s.SMALL};display:flex;flex-wrap:wrap;gap:0 12px",
-        )
 
     # --- the button ----------------------------------------------------------------------------
     def _clicked(self, _button: widgets.Button) -> None:
