@@ -33,6 +33,30 @@ TOKEN = "localmind-browser-test"
 SCREENSHOTS = Path(os.environ.get("LOCALMIND_SCREENSHOTS") or REPO / ".cache" / "screenshots")
 
 
+def code_notebook(*sources: str) -> dict[str, Any]:
+    """An unexecuted notebook of code cells, one per source, for ``jupyterlab()``."""
+    cells = [
+        {
+            "cell_type": "code",
+            "id": f"cell-{index}",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": source,
+        }
+        for index, source in enumerate(sources)
+    ]
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
 def require_browser() -> Any:
     """Playwright's sync API, or a skip that names what is missing and how to install it.
 

@@ -22,11 +22,17 @@ from typing import Any
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TOKEN, jupyterlab, require_browser
-from tests.conftest import REPO
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    TOKEN,
+    code_notebook,
+    jupyterlab,
+    require_browser,
+)
 from tests.untrusted import SAFE_MARKDOWN, payloads
 
-SCREENSHOTS = REPO / ".cache" / "screenshots"  # ignored by git: for a person to look at
 MODEL = "ollama:smollm:135m"
 TITLE = "pwned-by-the-model"
 # Code last: its answer offers a new cell below, which would shift the cells after it.
@@ -68,29 +74,9 @@ class Listener:
         self._thread.join(5)
 
 
-def _cell(source: str, index: int) -> dict[str, Any]:
-    return {
-        "cell_type": "code",
-        "id": f"cell-{index}",
-        "metadata": {},
-        "execution_count": None,
-        "outputs": [],
-        "source": source,
-    }
-
-
 def _notebook() -> dict[str, Any]:
-    sources = ["%load_ext localmind_jupyter"]
-    sources += [f"%%localmind -f {fmt} --no-history\nanswer in {fmt}" for fmt in FORMATS]
-    return {
-        "cells": [_cell(source, i) for i, source in enumerate(sources)],
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
+    sources = [f"%%localmind -f {fmt} --no-history\nanswer in {fmt}" for fmt in FORMATS]
+    return code_notebook("%load_ext localmind_jupyter", *sources)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.browser import (
     CHROMIUM_ARGS,
     SCREENSHOTS,
     TOKEN,
+    code_notebook,
     jupyterlab,
     require_browser,
 )
@@ -34,28 +35,6 @@ MODEL = "tinyllama:latest"
 @pytest.fixture
 def sync_playwright() -> Any:
     return require_browser()
-
-
-def _notebook() -> dict[str, Any]:
-    source = "%load_ext localmind_jupyter\n%localmind manager"
-    return {
-        "cells": [
-            {
-                "cell_type": "code",
-                "id": "model-manager",
-                "metadata": {},
-                "execution_count": None,
-                "outputs": [],
-                "source": source,
-            }
-        ],
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
 
 
 @pytest.fixture
@@ -78,7 +57,11 @@ def lab(tmp_path: Path, isolated_home: Path, sync_playwright: Any) -> Iterator[t
         )
     )
     try:
-        with jupyterlab(tmp_path, {"manager.ipynb": _notebook()}, isolated_home) as base:
+        with jupyterlab(
+            tmp_path,
+            {"manager.ipynb": code_notebook("%load_ext localmind_jupyter\n%localmind manager")},
+            isolated_home,
+        ) as base:
             yield base, server
     finally:
         server.stop()
