@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import anthropic
 
     from ._request import GenerationRequest
+    from .contracts import BackendInfo
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_HOST = "api.anthropic.com"
@@ -253,7 +254,7 @@ class AnthropicBackend(BaseBackend):
             f"use '{model}' directly with an Anthropic API key"
         )
 
-    def get_backend_info(self) -> dict[str, Any]:
+    def get_backend_info(self) -> BackendInfo:
         return {
             **super().get_backend_info(),
             "base_url": redact(self.base_url),

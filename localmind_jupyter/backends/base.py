@@ -31,6 +31,7 @@ from .capabilities import Capabilities, check_generic_name, refuse_unsupported
 
 if TYPE_CHECKING:
     from ._request import GenerationRequest
+    from .contracts import BackendInfo, InstalledModel
 
 __all__ = [
     "BackendSettings",
@@ -196,7 +197,7 @@ class BaseBackend:
     def list_models(self) -> list[str]:
         raise NotImplementedError
 
-    def installed_model_details(self) -> list[dict[str, Any]]:
+    def installed_model_details(self) -> list[InstalledModel]:
         """Installed models with whatever metadata the backend knows (at least ``name``)."""
         return [{"name": name} for name in self.list_models()]
 
@@ -248,7 +249,7 @@ class BaseBackend:
             raise GenerationError("the stream ended without a final response", stream.text)
         return stream.response
 
-    def get_backend_info(self) -> dict[str, Any]:
+    def get_backend_info(self) -> BackendInfo:
         return {
             "name": self.name,
             "type": self.type_name,

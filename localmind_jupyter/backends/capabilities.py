@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, cast
 
 from ..errors import OptionError
+
+if TYPE_CHECKING:
+    from .contracts import CapabilitiesDict
 
 #: Longer names are refused by the generic check (no engine needs more).
 MAX_MODEL_NAME = 200
@@ -34,8 +38,8 @@ class Capabilities:
     #: ``seed`` makes sampling reproducible (False: the option is refused, not ignored).
     seed: bool = True
 
-    def to_dict(self) -> dict[str, bool]:
-        return asdict(self)
+    def to_dict(self) -> CapabilitiesDict:
+        return cast("CapabilitiesDict", asdict(self))
 
 
 class ModelNameError(OptionError):

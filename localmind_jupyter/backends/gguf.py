@@ -64,6 +64,7 @@ from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     from ._request import GenerationRequest
+    from .contracts import BackendInfo, InstalledModel
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +245,8 @@ class GGUFBackend(BaseBackend):
         """Bundled model first, then ``model_dirs`` files, then downloaded Hub files."""
         return [d["name"] for d in self.installed_model_details()]
 
-    def installed_model_details(self) -> list[dict[str, Any]]:
-        details: list[dict[str, Any]] = []
+    def installed_model_details(self) -> list[InstalledModel]:
+        details: list[InstalledModel] = []
         embedded = _embedded.embedded_model_path()
         if embedded is not None:
             details.append(_detail(_embedded.EMBEDDED_MODEL_NAME, embedded))
@@ -347,7 +348,7 @@ class GGUFBackend(BaseBackend):
         _download_file(name, hub[0], hub[1], self.name, report, cancel, self._hub_cache_dir())
 
     # --- description ----------------------------------------------------------------------------
-    def get_backend_info(self) -> dict[str, Any]:
+    def get_backend_info(self) -> BackendInfo:
         """What the UI shows; never imports llama_cpp just to describe itself."""
         info = super().get_backend_info()
         source = _embedded.embedded_model_path()
@@ -614,7 +615,7 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
-def _detail(name: str, path: Path) -> dict[str, Any]:
+def _detail(name: str, path: Path) -> InstalledModel:
     try:
         size: int | None = path.stat().st_size
     except OSError:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ._request import GenerationRequest
+    from .contracts import BackendInfo, InstalledModel
 
 DEFAULT_PORT = 11434
 DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -264,7 +265,7 @@ class OllamaBackend(BaseBackend):
     def list_models(self) -> list[str]:
         return [m["name"] for m in self.installed_model_details()]
 
-    def installed_model_details(self) -> list[dict[str, Any]]:
+    def installed_model_details(self) -> list[InstalledModel]:
         """``/api/tags`` entries: name, size, details (family, parameter size, quantisation)."""
         response = self._send("GET", "/api/tags")
         self._raise_for_status(response)
@@ -280,7 +281,7 @@ class OllamaBackend(BaseBackend):
         body = {"model": model, "messages": [], "keep_alive": 0}
         self._raise_for_status(self._send("POST", "/api/chat", body), model)
 
-    def get_backend_info(self) -> dict[str, Any]:
+    def get_backend_info(self) -> BackendInfo:
         return {**super().get_backend_info(), "base_url": self.base_url, "version": self._version}
 
     def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import openai
 
     from ._request import GenerationRequest
+    from .contracts import BackendInfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OPENAI_HOST = "api.openai.com"
@@ -246,7 +247,7 @@ class OpenAIBackend(BaseBackend):
             f"server at {self.base_url} decides which models it serves"
         )
 
-    def get_backend_info(self) -> dict[str, Any]:
+    def get_backend_info(self) -> BackendInfo:
         return {
             **super().get_backend_info(),
             "base_url": redact(self.base_url),
@@ -352,7 +353,7 @@ class _ServerPreset(OpenAIBackend):
             return None
         return str(version) if version is not None else None
 
-    def get_backend_info(self) -> dict[str, Any]:
+    def get_backend_info(self) -> BackendInfo:
         return {**super().get_backend_info(), "server_version": self._server_version}
 
 

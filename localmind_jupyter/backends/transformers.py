@@ -62,6 +62,7 @@ from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     from ._request import GenerationRequest
+    from .contracts import BackendInfo
 
 logger = logging.getLogger(__name__)
 
@@ -461,7 +462,7 @@ class TransformersBackend(BaseBackend):
         _download_snapshot(name, self.name, report, cancel, self._hub_cache_dir())
 
     # --- description ----------------------------------------------------------------------------
-    def get_backend_info(self) -> dict[str, Any]:
+    def get_backend_info(self) -> BackendInfo:
         """What the UI shows; never imports torch just to describe itself."""
         info = super().get_backend_info()
         source = _embedded.embedded_model_path()

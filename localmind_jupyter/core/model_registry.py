@@ -7,12 +7,22 @@ REST API serves as-is and the widgets and ``%localmind models`` render.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from ..backends._catalog import CatalogEntry, load_catalog
 from ..backends.base import BaseBackend
 from ..errors import LocalMindError
 from .model_loader import BackendStatus, ModelLoader
+
+if TYPE_CHECKING:
+    from ..backends.contracts import (
+        BackendStatusInfo,
+        CatalogRow,
+        InstalledModel,
+        ModelDetails,
+        RegistryAnswer,
+        RegistryBackendEntry,
+    )
 
 __all__ = ["CatalogEntry", "ModelRegistry", "human_size", "load_catalog", "merge_models"]
 
@@ -35,22 +45,22 @@ def _same(name: str) -> str:
 
 def merge_models(
     catalog: tuple[CatalogEntry, ...],
-    installed: list[dict[str, Any]],
+    installed: list[InstalledModel],
     model_key: Callable[[str], str] = _same,
-) -> list[dict[str, Any]]:
+) -> list[CatalogRow]:
     """Catalog entries marked installed or not, plus installed models the catalog lacks.
 
     ``model_key``: the backend's ``model_key`` (when two names are one model). Installed
     models come first, then the catalog in its own order.
     """
     installed_by_key = {model_key(m["name"]): m for m in installed}
-    rows: list[dict[str, Any]] = []
+    rows: list[CatalogRow] = []
     seen: set[str] = set()
     for entry in catalog:
         key = model_key(entry.name)
         seen.add(key)
         found = installed_by_key.get(key)
-        size = (found or {}).get("size") or entry.size
+        size = (found.get("size") if found else None) or entry.size
         rows.append(
             {
                 "name": found["name"] if found else entry.name,
@@ -67,7 +77,7 @@ def merge_models(
     for key, model in installed_by_key.items():
         if key in seen:
             continue
-        details = model.get("details") or {}
+        details: ModelDetails = model.get("details") or {}
         size = model.get("size")
         rows.append(
             {
@@ -86,7 +96,7 @@ def merge_models(
     return rows
 
 
-def _describe(details: dict[str, Any]) -> str:
+def _describe(details: ModelDetails) -> str:
     parts = [
         details.get("family"),
         details.get("parameter_size"),
@@ -102,9 +112,7 @@ def _catalog_for(backend: BaseBackend) -> tuple[CatalogEntry, ...]:
     return load_catalog(name) if name else ()
 
 
-def _with_model_capabilities(
-    rows: list[dict[str, Any]], backend: BaseBackend
-) -> list[dict[str, Any]]:
+def _with_model_capabilities(rows: list[CatalogRow], backend: BaseBackend) -> list[CatalogRow]:
     """Rows whose model can do other things than its backend say so (``capabilities``)."""
     for row in rows:
         own = backend.model_capabilities(row["name"])
@@ -119,14 +127,14 @@ class ModelRegistry:
     def __init__(self, loader: ModelLoader | None = None) -> None:
         self.loader = loader if loader is not None else ModelLoader()
 
-    def models(self, backend_name: str) -> list[dict[str, Any]]:
+    def models(self, backend_name: str) -> list[CatalogRow]:
         backend = self.loader.get(backend_name)
         rows = merge_models(
             _catalog_for(backend), backend.installed_model_details(), backend.model_key
         )
         return _with_model_capabilities(rows, backend)
 
-    def available(self, probe: bool = True) -> dict[str, Any]:
+    def available(self, probe: bool = True) -> RegistryAnswer:
         """``{"status": "ok", "backends": {name: {"info", "models", "installed"}}}``."""
         statuses = self.loader.probe() if probe else self.loader.statuses
         return {
@@ -134,18 +142,20 @@ class ModelRegistry:
             "backends": {name: self._backend_entry(status) for name, status in statuses.items()},
         }
 
-    def _backend_entry(self, status: BackendStatus) -> dict[str, Any]:
-        info: dict[str, Any] = {"name": status.name, "type": status.type}
-        installed: list[dict[str, Any]] = []
+    def _backend_entry(self, status: BackendStatus) -> RegistryBackendEntry:
+        # Filled in order (name, type, the backend's info, then its state), as served.
+        info = cast("BackendStatusInfo", {"name": status.name, "type": status.type})
+        installed: list[InstalledModel] = []
         backend = status.backend
         if backend is not None:
-            info.update(backend.get_backend_info())
+            info.update(backend.get_backend_info())  # type: ignore[typeddict-item]
             if status.available is not False:
                 try:
                     installed = backend.installed_model_details()
                 except LocalMindError as exc:
                     status.available, status.reason = False, str(exc)
-        info.update(enabled=status.enabled, available=status.available, reason=status.reason)
+        info["enabled"], info["available"] = status.enabled, status.available
+        info["reason"] = status.reason
         catalog = _catalog_for(backend) if backend is not None else load_catalog(status.type)
         models = merge_models(catalog, installed, backend.model_key if backend else _same)
         if backend is not None:

@@ -1,0 +1,148 @@
+"""The shapes backends hand to front ends, typed once so both sides are checked against them.
+
+These are plain dictionaries at run time (the REST API serves them as JSON as they are),
+typed as ``TypedDict`` so that mypy checks every producer and every reader. A backend
+with more to say extends ``BackendInfo``; keys a front end does not know are shown as
+they are, never required.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, Required, TypedDict
+
+__all__ = [
+    "BackendInfo",
+    "BackendStatusInfo",
+    "CapabilitiesDict",
+    "CatalogRow",
+    "EmbeddedModelInfo",
+    "InstalledModel",
+    "ModelDetails",
+    "RegistryAnswer",
+    "RegistryBackendEntry",
+]
+
+
+class CapabilitiesDict(TypedDict):
+    """``Capabilities.to_dict()``: what a backend or one model can do."""
+
+    downloads: bool
+    streaming: bool
+    json_schema: bool
+    thinking: bool
+    images: bool
+    seed: bool
+
+
+class EmbeddedModelInfo(TypedDict, total=False):
+    """The bundled model as an in-process engine sees it."""
+
+    name: Required[str]
+    path: Required[str | None]
+    converted: bool
+    converted_path: str
+
+
+class BackendInfo(TypedDict, total=False):
+    """``get_backend_info()``: the base's keys always, a backend's own keys where it has them."""
+
+    name: Required[str]
+    type: Required[str]
+    display_name: Required[str]
+    capabilities: Required[CapabilitiesDict]
+    downloads_models: Required[bool]
+    # Servers (Ollama, OpenAI-compatible, Anthropic); URLs are shown redacted.
+    base_url: str
+    version: str | None
+    server_version: str | None
+    preset: str | None
+    api_key_set: bool
+    # In-process engines (Transformers, GGUF).
+    loaded_models: list[str]
+    max_loaded_models: int
+    model_dirs: list[str]
+    embedded_model: EmbeddedModelInfo
+    device: str
+    dtype: str
+    llama_cpp_version: str | None
+    n_ctx: int
+    n_threads: int | None
+    n_gpu_layers: int
+
+
+class ModelDetails(TypedDict, total=False):
+    """What an engine knows of an installed model (Ollama's ``/api/tags`` ``details``)."""
+
+    family: str
+    parameter_size: str
+    quantization_level: str
+    format: str
+
+
+class InstalledModel(TypedDict, total=False):
+    """One entry of ``installed_model_details()``: at least the name."""
+
+    name: Required[str]
+    size: int | None
+    path: str
+    format: str
+    digest: str
+    modified_at: str
+    details: ModelDetails
+
+
+class CatalogRow(TypedDict):
+    """A model as the registry lists it: its catalog entry merged with its installed state."""
+
+    name: str
+    description: str
+    size: int | None
+    size_human: str
+    parameters: str | None
+    tags: list[str]
+    license: str | None
+    installed: bool
+    in_catalog: bool
+    #: Only where the model can do other things than its backend.
+    capabilities: NotRequired[CapabilitiesDict]
+
+
+class BackendStatusInfo(TypedDict, total=False):
+    """``BackendInfo`` plus the backend's state; only name and type when it could not be built."""
+
+    name: Required[str]
+    type: Required[str]
+    enabled: Required[bool]
+    available: Required[bool | None]
+    reason: Required[str | None]
+    display_name: str
+    capabilities: CapabilitiesDict
+    downloads_models: bool
+    base_url: str
+    version: str | None
+    server_version: str | None
+    preset: str | None
+    api_key_set: bool
+    loaded_models: list[str]
+    max_loaded_models: int
+    model_dirs: list[str]
+    embedded_model: EmbeddedModelInfo
+    device: str
+    dtype: str
+    llama_cpp_version: str | None
+    n_ctx: int
+    n_threads: int | None
+    n_gpu_layers: int
+
+
+class RegistryBackendEntry(TypedDict):
+    info: BackendStatusInfo
+    models: list[CatalogRow]
+    installed: list[str]
+
+
+class RegistryAnswer(TypedDict):
+    """``ModelRegistry.available()``, served as-is by ``GET /localmind/api/models/available``."""
+
+    status: Literal["ok"]
+    backends: dict[str, RegistryBackendEntry]
