@@ -2,31 +2,26 @@
 
 One backend type serves OpenAI itself and every server that speaks its Chat
 Completions API: vLLM, LM Studio, llama.cpp's ``llama-server``. ``preset`` only
-changes the default ``base_url``.
+changes the default ``base_url``. The client, availability, listing and error
+translation are ``RemoteAPIBackend``'s; this module maps requests and reads the stream.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
-    BackendUnavailable,
-    ConfigError,
-    DownloadError,
-    GenerationError,
-    ModelNotFound,
-    OptionError,
-)
-from ..secrets import check_url_credentials, redact, register, register_url, vendor_key
-from .base import BackendSettings, BaseBackend, Delta, ProgressCallback, Started, Usage
+from ..errors import ConfigError, GenerationError
+from ._remote_api import RemoteAPIBackend, RemoteAPISettings, SDKErrors, status_code
+from .base import Delta, Started, Usage
 from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     import openai
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.completion_usage import CompletionUsage
 
     from ._request import GenerationRequest
     from .contracts import BackendInfo
@@ -42,29 +37,18 @@ PRESETS: dict[str, str] = {
     "llamacpp": "http://localhost:8080/v1",
 }
 
-#: Local servers accept any key, but the client insists on one.
-_PLACEHOLDER_KEY = "not-needed"
-
 
 @dataclass(frozen=True)
-class OpenAISettings(BackendSettings):
+class OpenAISettings(RemoteAPISettings):
     #: ``openai``, ``vllm``, ``lmstudio`` or ``llamacpp``: picks the default base URL.
     preset: str | None = None
-    #: Else ``OPENAI_BASE_URL``, else the preset's URL, else OpenAI's.
-    base_url: str | None = field(default=None, repr=False)  # may carry user:password@
-    #: Write ``${MY_KEY}`` in config.yaml rather than the key itself. Unset: ``OPENAI_API_KEY``,
-    #: but only for OpenAI's own API; any other server gets no key (see docs/backends.md).
-    api_key: str | None = field(default=None, repr=False)
-    connect_timeout: float = 5.0
-    read_timeout: float = 300.0
-    probe_timeout: float = 2.0
     #: Ask for token usage in streams (``stream_options.include_usage``); old servers may refuse.
     include_usage: bool = True
     #: Models to offer when the server cannot list them.
     models: list[str] = field(default_factory=list)
 
 
-class OpenAIBackend(BaseBackend):
+class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
     type_name = "openai"
     display_name = "OpenAI-compatible"
     #: Remote (or self-served) models: nothing to download.
@@ -72,6 +56,8 @@ class OpenAIBackend(BaseBackend):
     probe_modules = ("openai", "openai.resources.models", "httpcore", "httpcore2")
     Settings = OpenAISettings
     settings: OpenAISettings
+    vendor_host = OPENAI_HOST
+    vendor_key_env = "OPENAI_API_KEY"
 
     def setup(self) -> None:
         preset = self.settings.preset
@@ -80,32 +66,11 @@ class OpenAIBackend(BaseBackend):
             raise ConfigError(
                 f"{key}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", key=key
             )
-        self.base_url = (self.settings.base_url or self._default_base_url()).rstrip("/")
-        problem = check_url_credentials(self.base_url, f"backends.{self.name}.settings.base_url")
-        if problem:
-            raise ConfigError(problem, key=f"backends.{self.name}.settings.base_url")
-        self._api_key = self.settings.api_key or self._environment_key()
-        register(self._api_key)
-        register_url(self.base_url)
-        self._client: openai.OpenAI | None = None
-
-    def _environment_key(self) -> str | None:
-        """``OPENAI_API_KEY`` is OpenAI's: it goes to api.openai.com and nowhere else."""
-        return vendor_key(self.base_url, OPENAI_HOST, "OPENAI_API_KEY")
-
-    def _key_hint(self) -> str:
-        """Where the key for this server comes from, for messages about a refused key."""
-        setting = f"backends.{self.name}.settings.api_key"
-        if self._environment_key() is not None or self.is_openai_cloud:
-            return f"set OPENAI_API_KEY or {setting}"
-        return f"set {setting} (OPENAI_API_KEY is sent only to api.openai.com)"
+        super().setup()
 
     def _default_base_url(self) -> str:
         """``OPENAI_BASE_URL`` (for the openai type), else the preset's URL."""
         return os.environ.get("OPENAI_BASE_URL") or PRESETS[self.settings.preset or "openai"]
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} at {redact(self.base_url)}>"
 
     @property
     def catalog_name(self) -> str | None:
@@ -116,144 +81,55 @@ class OpenAIBackend(BaseBackend):
     def is_openai_cloud(self) -> bool:
         return self.base_url.startswith(OPENAI_BASE_URL)
 
-    @property
-    def client(self) -> openai.OpenAI:
-        if self._client is None:
-            if self._api_key is None and self.is_openai_cloud:
-                raise BackendUnavailable(
-                    "no OpenAI API key — set OPENAI_API_KEY or "
-                    f"backends.{self.name}.settings.api_key (e.g. '${{OPENAI_API_KEY}}')"
-                )
-            import openai
+    def _needs_key(self) -> bool:
+        return self.is_openai_cloud
 
-            from ._retry import resending
-
-            with self._lock:
-                if self._client is None:
-                    self._client = openai.OpenAI(
-                        base_url=self.base_url,
-                        api_key=self._api_key or _PLACEHOLDER_KEY,
-                        timeout=openai.Timeout(
-                            self.settings.read_timeout, connect=self.settings.connect_timeout
-                        ),
-                        max_retries=0,
-                        http_client=resending(openai.DefaultHttpxClient)(),
-                    )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    # --- errors -----------------------------------------------------------------------------
-    def _translate(
-        self,
-        exc: Exception,
-        model: str | None = None,
-        partial: str = "",
-        *,
-        mid_stream: bool = False,
-    ) -> Exception:
-        """Map an ``openai`` exception to ours, with the fix in the message and no secret in it."""
-        import openai
-
-        message = redact(_api_message(exc), self._api_key)
-        if isinstance(exc, openai.APIConnectionError):
-            if mid_stream:
-                return GenerationError(
-                    f"the connection to {self.base_url} dropped mid-answer; the partial answer "
-                    "is kept",
-                    partial,
-                )
-            return BackendUnavailable(
-                f"cannot reach the OpenAI-compatible server at {self.base_url} — is it running? "
-                f"Check backends.{self.name}.settings.base_url"
-            )
-        if isinstance(exc, openai.AuthenticationError):
-            return BackendUnavailable(
-                f"{self.base_url} rejected the API key (HTTP 401) — {self._key_hint()}"
-            )
-        if isinstance(exc, openai.NotFoundError) and model is not None:
-            return ModelNotFound(
-                f"model '{model}' is not served at {self.base_url}{self._served_hint()}"
-            )
-        if isinstance(exc, openai.BadRequestError):
-            return OptionError(f"{self.base_url} rejected the request: {message}")
-        if isinstance(exc, openai.RateLimitError):
-            return GenerationError(
-                f"{self.base_url} is rate limiting requests (HTTP 429): {message} — wait and retry",
-                partial,
-            )
-        if isinstance(exc, openai.APIStatusError):
-            return GenerationError(
-                f"{self.base_url} answered HTTP {exc.status_code}: {message}", partial
-            )
-        if isinstance(exc, openai.APIError):
-            return GenerationError(f"the server reported an error mid-answer: {message}", partial)
-        return GenerationError(f"unexpected failure: {redact(str(exc), self._api_key)}", partial)
-
-    def _served_hint(self) -> str:
-        try:
-            names = self.list_models()
-        except Exception:  # noqa: BLE001 - only a hint
-            return ""
-        return f" (served: {', '.join(names[:8])})" if names else ""
-
-    # --- contract ---------------------------------------------------------------------------
-    def check_availability(self) -> tuple[bool, str | None]:
-        available, reason = self._probe()
-        return available, redact(reason) if reason else None
-
-    def _probe(self) -> tuple[bool, str | None]:
-        import openai
-
-        try:
-            client = self.client.with_options(timeout=self.settings.probe_timeout)
-            client.models.list()
-        except BackendUnavailable as exc:
-            return False, str(exc)
-        except openai.APIConnectionError as exc:
-            why = "connection refused" if "refused" in str(exc.__cause__).lower() else "no answer"
-            return False, f"{why} at {self.base_url}"
-        except openai.AuthenticationError:
-            return False, f"{self.base_url} rejected the API key (HTTP 401)"
-        except openai.APIStatusError as exc:
-            if self.settings.models:
-                return True, None  # the server cannot list, but models are configured
-            return False, f"{self.base_url} answered HTTP {exc.status_code} to /models"
-        return True, None
-
-    def list_models(self) -> list[str]:
-        import openai
-
-        try:
-            return sorted(m.id for m in self.client.models.list())
-        except openai.APIStatusError:
-            if self.settings.models:
-                return list(self.settings.models)
-            raise
-        except openai.APIError as exc:
-            raise self._translate(exc) from None
-
-    def download_model(
-        self,
-        model: str,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-    ) -> None:
-        raise DownloadError(
-            f"the {self.display_name} backend serves remote models; nothing to download — the "
-            f"server at {self.base_url} decides which models it serves"
+    def _no_key_message(self) -> str:
+        return (
+            "no OpenAI API key — set OPENAI_API_KEY or "
+            f"backends.{self.name}.settings.api_key (e.g. '${{OPENAI_API_KEY}}')"
         )
 
+    def _unreachable_message(self) -> str:
+        return (
+            f"cannot reach the OpenAI-compatible server at {self.base_url} — is it running? "
+            f"Check backends.{self.name}.settings.base_url"
+        )
+
+    def _build_client(self) -> openai.OpenAI:
+        import openai
+
+        from ._retry import resending
+
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=self._api_key_or_placeholder(),
+            timeout=openai.Timeout(
+                self.settings.read_timeout, connect=self.settings.connect_timeout
+            ),
+            max_retries=0,
+            http_client=resending(openai.DefaultHttpxClient)(),
+        )
+
+    def _sdk_errors(self) -> SDKErrors:
+        import openai
+
+        return SDKErrors(openai.APIConnectionError, openai.APIStatusError, openai.APIError)
+
+    def _probe_models(self) -> None:
+        self.client.with_options(timeout=self.settings.probe_timeout).models.list()
+
+    def _served_models(self) -> list[str]:
+        return sorted(m.id for m in self.client.models.list())
+
+    def _unlisted_models(self, exc: Exception) -> list[str] | None:
+        """The configured ``models``, when the server answers but cannot list."""
+        if self.settings.models and status_code(exc) is not None:
+            return list(self.settings.models)
+        return None
+
     def get_backend_info(self) -> BackendInfo:
-        return {
-            **super().get_backend_info(),
-            "base_url": redact(self.base_url),
-            "preset": self.settings.preset,
-            "api_key_set": self._api_key is not None,
-        }
+        return {**super().get_backend_info(), "preset": self.settings.preset}
 
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         import openai
@@ -272,11 +148,13 @@ class OpenAIBackend(BaseBackend):
         if request.stop:
             params["stop"] = request.stop
         try:
-            chunks = self.client.chat.completions.create(**params)
+            chunks: openai.Stream[ChatCompletionChunk] = self.client.chat.completions.create(
+                **params
+            )
         except openai.APIError as exc:
             raise self._translate(exc, request.model) from None
         finish_reason: str | None = None
-        usage: Any = None
+        usage: CompletionUsage | None = None
         try:
             yield Started()
             for chunk in chunks:
@@ -304,18 +182,6 @@ class OpenAIBackend(BaseBackend):
             getattr(usage, "completion_tokens", None),
             finish_reason,
         )
-
-
-def _api_message(exc: Exception) -> str:
-    """The server's own error message, without the SDK's 'Error code: …' wrapping."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return inner["message"]
-        if isinstance(body.get("message"), str):
-            return body["message"]
-    return str(getattr(exc, "message", None) or exc)
 
 
 class _ServerPreset(OpenAIBackend):

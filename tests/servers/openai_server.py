@@ -55,6 +55,7 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "include_usage_ignored": False,
     "drop_after_error": None,
     "echo_credentials": False,
+    "models_status": None,
 }
 
 _FAIL_BODIES: dict[int, tuple[str, str, str | None]] = {
@@ -265,6 +266,10 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         if method == "GET" and path == "/version" and owner.server_version is not None:
             # What vLLM and trtllm-serve answer beside the OpenAI API.
             self._send_json(200, {"version": owner.server_version})
+        elif method == "GET" and path == "/v1/models" and owner.models_status is not None:
+            # A server that cannot list its models (some llama.cpp builds, proxies).
+            status = int(owner.models_status)
+            self._send_error(status, http.HTTPStatus(status).phrase + ".")
         elif method == "GET" and path == "/v1/models":
             self._send_json(200, {"object": "list", "data": owner._model_objects()})
         elif method == "GET" and path.startswith("/v1/models/"):
@@ -614,6 +619,8 @@ class OpenAITestServer:
       llama.cpp's server).
     - ``drop_after_error``: ``"close"`` or ``"reset"``: after an error answer, cut the next
       request on that connection unanswered (see ``DropsAfterError``).
+    - ``models_status``: answer ``GET /v1/models`` with this HTTP status (a server that
+      cannot list its models).
     """
 
     def __init__(
@@ -638,6 +645,7 @@ class OpenAITestServer:
         self.drop_after_error: str | None = None
         #: Quote the request's headers, credentials included, in every error message.
         self.echo_credentials: bool = False
+        self.models_status: int | None = None
         self.disconnected = threading.Event()
 
         self._port = port
