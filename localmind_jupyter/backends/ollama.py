@@ -14,10 +14,11 @@ import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
 from . import _ollama_names
+from . import _ollama_wire as wire
+from ._ollama_host import DEFAULT_BASE_URL, DEFAULT_PORT, normalize_host, split_credentials
 from ._ollama_options import check_options
 from .base import (
     BackendSettings,
@@ -26,7 +27,6 @@ from .base import (
     DownloadProgress,
     ProgressCallback,
     Started,
-    Usage,
 )
 from .capabilities import Capabilities
 
@@ -36,58 +36,14 @@ if TYPE_CHECKING:
     from ._request import GenerationRequest
     from .contracts import BackendInfo, InstalledModel
 
-DEFAULT_PORT = 11434
-DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
-
-
-def normalize_host(host: str) -> str:
-    """Turn an ``OLLAMA_HOST``-style value into a base URL, as Ollama's own clients do.
-
-    ``example.com`` -> ``http://example.com:11434``; ``:1234`` -> ``http://127.0.0.1:1234``;
-    ``https://h`` -> ``https://h:443``; a bind-all address becomes loopback for connecting.
-    """
-    host = host.strip().strip("\"'").strip()
-    if not host:
-        return DEFAULT_BASE_URL
-    scheme, has_scheme = "http", "://" in host
-    if has_scheme:
-        scheme, host = host.split("://", 1)
-    default_port = (
-        {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT) if has_scheme else DEFAULT_PORT
-    )
-    hostport, _, path = host.partition("/")
-    hostport = hostport.rpartition("@")[2]  # credentials go to split_credentials, not the URL
-    if hostport.count(":") > 1 and not hostport.startswith("["):
-        hostport = f"[{hostport}]"  # a bare IPv6 address, no port
-    split = urlsplit(f"//{hostport}")
-    hostname = split.hostname or "127.0.0.1"
-    try:
-        port = split.port or default_port
-    except ValueError:
-        port = default_port
-    if hostname in {"0.0.0.0", ""}:
-        hostname = "127.0.0.1"
-    elif hostname == "::":
-        hostname = "::1"
-    if ":" in hostname:
-        hostname = f"[{hostname}]"
-    base = f"{scheme}://{hostname}:{port}"
-    path = path.strip("/")
-    return f"{base}/{path}" if path else base
-
-
-def split_credentials(host: str) -> tuple[str, tuple[str, str] | None]:
-    """``http://user:pass@host`` -> (``http://host``, (user, pass)): the URL we show has none."""
-    scheme, sep, rest = host.strip().strip("\"'").partition("://")
-    if not sep:
-        scheme, rest = "", scheme
-    hostport, slash, path = rest.partition("/")
-    userinfo, at, bare = hostport.rpartition("@")
-    if not at:
-        return host, None
-    user, _, password = userinfo.partition(":")
-    cleaned = f"{scheme}{sep}{bare}{slash}{path}"
-    return cleaned, (unquote(user), unquote(password))
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_PORT",
+    "OllamaBackend",
+    "OllamaSettings",
+    "normalize_host",
+    "split_credentials",
+]
 
 
 @dataclass(frozen=True)
@@ -167,14 +123,19 @@ class OllamaBackend(BaseBackend):
             self._client = None
 
     def _not_running(self, exc: Exception | None = None) -> BackendUnavailable:
-        detail = f" ({_short(exc)})" if exc else ""
+        detail = f" ({wire.short(exc)})" if exc else ""
         return BackendUnavailable(
             f"Ollama is not running at {self.base_url}{detail} — start it with `ollama serve` "
             f"or set backends.{self.name}.settings.base_url"
         )
 
     def _send(
-        self, method: str, path: str, body: dict[str, Any] | None = None, *, stream: bool = False
+        self,
+        method: str,
+        path: str,
+        body: wire.ChatBody | wire.PullBody | None = None,
+        *,
+        stream: bool = False,
     ) -> httpx.Response:
         """Send a request; transport failures become our errors, HTTP errors are left to callers."""
         import httpx
@@ -192,7 +153,7 @@ class OllamaBackend(BaseBackend):
             ) from None
         except httpx.HTTPError as exc:
             raise BackendUnavailable(
-                f"cannot talk to Ollama at {self.base_url} ({_short(exc)})"
+                f"cannot talk to Ollama at {self.base_url} ({wire.short(exc)})"
             ) from None
 
     def _raise_for_status(self, response: httpx.Response, model: str | None = None) -> None:
@@ -201,9 +162,9 @@ class OllamaBackend(BaseBackend):
         if not response.is_closed:
             response.read()
             response.close()
-        if _no_such_route(response):
+        if wire.no_such_route(response):
             raise self._partial_api(response.request.url.path)
-        message = _error_text(response)
+        message = wire.error_text(response)
         status = response.status_code
         if status == 404 and model is not None and "not found" in message:
             raise ModelNotFound(
@@ -242,14 +203,15 @@ class OllamaBackend(BaseBackend):
         try:
             response = self.client.get("/api/version", timeout=self.settings.probe_timeout)
         except httpx.ConnectError as exc:
-            why = "connection refused" if "refused" in str(exc).lower() else _short(exc)
+            why = "connection refused" if "refused" in str(exc).lower() else wire.short(exc)
             return False, f"{why} at {self.base_url} — start Ollama with `ollama serve`"
         except httpx.TimeoutException:
             return False, f"no answer from {self.base_url} within {self.settings.probe_timeout:g} s"
         except httpx.HTTPError as exc:
-            return False, f"cannot reach {self.base_url} ({_short(exc)})"
+            return False, f"cannot reach {self.base_url} ({wire.short(exc)})"
         try:
-            self._version = response.json()["version"]
+            answer: wire.VersionAnswer = response.json()
+            self._version = str(answer["version"])
         except (ValueError, KeyError, TypeError):
             return False, (
                 f"{self.base_url} answered HTTP {response.status_code} but is not an Ollama server"
@@ -257,8 +219,8 @@ class OllamaBackend(BaseBackend):
         try:  # Ollama's own heartbeat; shims that answer /api/version lack it and /api/chat
             heartbeat = self.client.head("/", timeout=self.settings.probe_timeout)
         except httpx.HTTPError as exc:
-            return False, f"cannot reach {self.base_url} ({_short(exc)})"
-        if _no_such_route(heartbeat):
+            return False, f"cannot reach {self.base_url} ({wire.short(exc)})"
+        if wire.no_such_route(heartbeat):
             return False, str(self._partial_api("/api/chat"))
         return True, None
 
@@ -269,17 +231,15 @@ class OllamaBackend(BaseBackend):
         """``/api/tags`` entries: name, size, details (family, parameter size, quantisation)."""
         response = self._send("GET", "/api/tags")
         self._raise_for_status(response)
-        return list(response.json().get("models") or [])
+        answer: wire.TagsAnswer = response.json()
+        return list(answer.get("models") or [])
 
     def load_model(self, model: str) -> None:
-        body: dict[str, Any] = {"model": model, "messages": []}
-        if self.settings.keep_alive is not None:
-            body["keep_alive"] = self.settings.keep_alive
+        body = wire.load_body(model, self.settings.keep_alive)
         self._raise_for_status(self._send("POST", "/api/chat", body), model)
 
     def unload_model(self, model: str) -> None:
-        body = {"model": model, "messages": [], "keep_alive": 0}
-        self._raise_for_status(self._send("POST", "/api/chat", body), model)
+        self._raise_for_status(self._send("POST", "/api/chat", wire.load_body(model, 0)), model)
 
     def get_backend_info(self) -> BackendInfo:
         return {**super().get_backend_info(), "base_url": self.base_url, "version": self._version}
@@ -290,39 +250,15 @@ class OllamaBackend(BaseBackend):
         check_options(request.extra)
         return request
 
-    def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        for name, value in (
-            ("temperature", request.temperature),
-            ("top_p", request.top_p),
-            ("seed", request.seed),
-            ("num_predict", request.max_tokens),
-            ("stop", request.stop or None),
-        ):
-            if value is not None:
-                options[name] = value
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": request.chat_messages(),
-            "stream": True,
-        }
-        if options:
-            body["options"] = options
-        keep_alive = request.extra.get("keep_alive", self.settings.keep_alive)
-        if keep_alive is not None:
-            body["keep_alive"] = keep_alive
-        if "format" in request.extra:
-            body["format"] = request.extra["format"]
-        return body
-
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         """Message pieces from the NDJSON body; the ``finally`` closes the connection."""
         import httpx
 
-        response = self._send("POST", "/api/chat", self._chat_body(request), stream=True)
+        body = wire.chat_body(request, self.settings.keep_alive)
+        response = self._send("POST", "/api/chat", body, stream=True)
         self._raise_for_status(response, request.model)
         loads = json.JSONDecoder().decode  # str lines: no per-line encoding detection
-        final: dict[str, Any] | None = None
+        final: wire.ChatChunk | None = None
         buffer = b""
         try:
             yield Started()
@@ -334,7 +270,7 @@ class OllamaBackend(BaseBackend):
                 for line in complete.decode().split("\n"):  # whole lines: whole characters
                     if not line:
                         continue
-                    chunk = loads(line)
+                    chunk: wire.ChatChunk = loads(line)
                     message = chunk.get("message")
                     if message is None:
                         if "error" in chunk:
@@ -357,11 +293,11 @@ class OllamaBackend(BaseBackend):
         except httpx.HTTPError as exc:
             raise GenerationError(
                 f"the connection to Ollama at {self.base_url} dropped mid-answer "
-                f"({_short(exc)}); the partial answer is kept"
+                f"({wire.short(exc)}); the partial answer is kept"
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise GenerationError(
-                f"Ollama sent a line that is not a valid chat chunk ({_short(exc)})"
+                f"Ollama sent a line that is not a valid chat chunk ({wire.short(exc)})"
             ) from None
         finally:
             response.close()
@@ -369,16 +305,7 @@ class OllamaBackend(BaseBackend):
             raise GenerationError(
                 "the stream from Ollama ended before its final message; the partial answer is kept"
             )
-        eval_count = final.get("eval_count")
-        eval_duration = final.get("eval_duration")
-        yield Usage(
-            prompt_tokens=final.get("prompt_eval_count"),
-            completion_tokens=eval_count,
-            finish_reason=final.get("done_reason"),
-            tokens_per_second=eval_count / eval_duration * 1e9
-            if eval_count and eval_duration
-            else None,
-        )
+        yield wire.final_usage(final)
 
     def download_model(
         self,
@@ -389,14 +316,13 @@ class OllamaBackend(BaseBackend):
         """``/api/pull`` turned into overall progress across layers; ``cancel`` closes it."""
         import httpx
 
-        layers: dict[str, tuple[int, int]] = {}  # digest -> (completed, total)
-        status = "pulling manifest"
+        pulled = wire.PullProgress()
         response = self._send("POST", "/api/pull", {"model": model, "stream": True}, stream=True)
         if response.status_code >= 400:
             response.read()
-            if _no_such_route(response):
+            if wire.no_such_route(response):
                 raise DownloadError(str(self._partial_api("/api/pull")))
-            raise DownloadError(f"Ollama refused to pull '{model}': {_error_text(response)}")
+            raise DownloadError(f"Ollama refused to pull '{model}': {wire.error_text(response)}")
         finished = threading.Event()
         if cancel is not None:
             # A stalled pull sends no line to notice the cancel on: close it from here.
@@ -412,7 +338,7 @@ class OllamaBackend(BaseBackend):
                     return
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event: wire.PullEvent = json.loads(line)
                 if "error" in event:
                     message = event["error"]
                     if "file does not exist" in message:
@@ -421,26 +347,29 @@ class OllamaBackend(BaseBackend):
                             "name and tag at https://ollama.com/search"
                         )
                     raise DownloadError(f"Ollama could not pull '{model}': {message}")
-                status = event.get("status", status)
-                digest = event.get("digest")
-                if digest and "total" in event:
-                    layers[digest] = (event.get("completed", 0), event["total"])
+                pulled.update(event)
                 if progress is not None:
-                    completed = sum(c for c, _ in layers.values())
-                    total = sum(t for _, t in layers.values()) or None
-                    phase = _ollama_names.phase(status)
-                    progress(DownloadProgress(model, self.name, status, completed, total, phase))
+                    progress(
+                        DownloadProgress(
+                            model,
+                            self.name,
+                            pulled.status,
+                            pulled.completed,
+                            pulled.total,
+                            pulled.phase,
+                        )
+                    )
         except (httpx.HTTPError, httpx.StreamError) as exc:
             if cancel is not None and cancel.is_set():
                 return
             raise DownloadError(
-                f"the connection to Ollama dropped while pulling '{model}' ({_short(exc)}); "
+                f"the connection to Ollama dropped while pulling '{model}' ({wire.short(exc)}); "
                 "pull again to resume"
             ) from None
         finally:
             finished.set()
             response.close()
-        if status != "success":
+        if pulled.status != "success":
             raise DownloadError(f"the pull of '{model}' ended before Ollama reported success")
 
 
@@ -456,31 +385,3 @@ def _close_on_cancel(
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
             return
-
-
-def _no_such_route(response: httpx.Response) -> bool:
-    """404/405 without Ollama's ``{"error": ...}`` body: the server lacks the endpoint itself."""
-    if response.status_code not in {404, 405}:
-        return False
-    try:
-        data = response.json()
-    except ValueError:
-        return True
-    return not (isinstance(data, dict) and isinstance(data.get("error"), str))
-
-
-def _error_text(response: httpx.Response) -> str:
-    """The ``error`` of an Ollama error body, or the start of whatever else came back."""
-    try:
-        data = response.json()
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            return data["error"]
-    except ValueError:
-        pass
-    text = response.text.strip()
-    return text[:200] or f"HTTP {response.status_code} with an empty body"
-
-
-def _short(exc: BaseException | None) -> str:
-    text = str(exc) if exc else ""
-    return text.splitlines()[0][:160] if text else type(exc).__name__

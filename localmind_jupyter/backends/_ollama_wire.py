@@ -1,0 +1,193 @@
+"""Ollama's HTTP API as data: the JSON shapes it sends and takes, and the chat body.
+
+Typed once here (from Ollama's docs/api.md) so the client in ``ollama.py`` is checked
+against them; at run time they are the plain dictionaries ``json`` gives. Nothing here
+does I/O: ``ollama.py`` sends and reads, this module says what the bytes mean.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from . import _ollama_names
+from .base import Usage
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._request import GenerationRequest
+    from .contracts import InstalledModel
+
+
+class VersionAnswer(TypedDict):
+    """``GET /api/version``."""
+
+    version: str
+
+
+class TagsAnswer(TypedDict, total=False):
+    """``GET /api/tags``: the installed models (name, size, digest, details)."""
+
+    models: list[InstalledModel] | None
+
+
+class ChatMessage(TypedDict, total=False):
+    role: str
+    content: str
+    thinking: str
+
+
+class ChatChunk(TypedDict, total=False):
+    """One NDJSON line of ``POST /api/chat``; the last has ``done`` and the counters."""
+
+    model: str
+    created_at: str
+    message: ChatMessage
+    done: bool
+    done_reason: str
+    #: Nanoseconds.
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+    #: In-band failure after the stream began (HTTP 200 already sent).
+    error: str
+
+
+class ChatOptions(TypedDict, total=False):
+    temperature: float
+    top_p: float
+    seed: int
+    num_predict: int
+    stop: list[str]
+
+
+class ChatBody(TypedDict, total=False):
+    """What ``POST /api/chat`` takes (``messages: []`` only loads or unloads the model)."""
+
+    model: str
+    messages: list[dict[str, str]]
+    stream: bool
+    options: ChatOptions
+    keep_alive: str | float
+    format: Literal["json"] | dict[str, Any]
+
+
+class PullBody(TypedDict):
+    """What ``POST /api/pull`` takes."""
+
+    model: str
+    stream: bool
+
+
+class PullEvent(TypedDict, total=False):
+    """One NDJSON line of ``POST /api/pull``: a status, per-layer bytes, or an error."""
+
+    status: str
+    digest: str
+    total: int
+    completed: int
+    error: str
+
+
+def chat_body(request: GenerationRequest, keep_alive: str | float | None) -> ChatBody:
+    """The streaming ``/api/chat`` body; ``keep_alive``: the setting, unless the request's."""
+    options: ChatOptions = {}
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
+    if request.seed is not None:
+        options["seed"] = request.seed
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    if request.stop:
+        options["stop"] = request.stop
+    body: ChatBody = {"model": request.model, "messages": request.chat_messages(), "stream": True}
+    if options:
+        body["options"] = options
+    keep_alive = request.extra.get("keep_alive", keep_alive)
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    if "format" in request.extra:
+        body["format"] = request.extra["format"]
+    return body
+
+
+def load_body(model: str, keep_alive: str | float | None) -> ChatBody:
+    """An empty chat: Ollama loads the model (``keep_alive=0``: unloads it) and answers."""
+    body: ChatBody = {"model": model, "messages": []}
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    return body
+
+
+def final_usage(final: ChatChunk) -> Usage:
+    """The last chunk's counters; Ollama's own decode speed (``eval_duration`` is in ns)."""
+    eval_count = final.get("eval_count")
+    eval_duration = final.get("eval_duration")
+    return Usage(
+        prompt_tokens=final.get("prompt_eval_count"),
+        completion_tokens=eval_count,
+        finish_reason=final.get("done_reason"),
+        tokens_per_second=eval_count / eval_duration * 1e9
+        if eval_count and eval_duration
+        else None,
+    )
+
+
+class PullProgress:
+    """``/api/pull`` events summed across layers: one overall (completed, total)."""
+
+    def __init__(self) -> None:
+        self.status = "pulling manifest"
+        self._layers: dict[str, tuple[int, int]] = {}  # digest -> (completed, total)
+
+    def update(self, event: PullEvent) -> None:
+        self.status = event.get("status", self.status)
+        digest = event.get("digest")
+        if digest and "total" in event:
+            self._layers[digest] = (event.get("completed", 0), event["total"])
+
+    @property
+    def completed(self) -> int:
+        return sum(c for c, _ in self._layers.values())
+
+    @property
+    def total(self) -> int | None:
+        return sum(t for _, t in self._layers.values()) or None
+
+    @property
+    def phase(self) -> str:
+        return _ollama_names.phase(self.status)
+
+
+def no_such_route(response: httpx.Response) -> bool:
+    """404/405 without Ollama's ``{"error": ...}`` body: the server lacks the endpoint itself."""
+    if response.status_code not in {404, 405}:
+        return False
+    try:
+        data = response.json()
+    except ValueError:
+        return True
+    return not (isinstance(data, dict) and isinstance(data.get("error"), str))
+
+
+def error_text(response: httpx.Response) -> str:
+    """The ``error`` of an Ollama error body, or the start of whatever else came back."""
+    try:
+        data = response.json()
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return str(data["error"])
+    except ValueError:
+        pass
+    text = response.text.strip()
+    return text[:200] or f"HTTP {response.status_code} with an empty body"
+
+
+def short(exc: BaseException | None) -> str:
+    """The first line of an exception, for messages (httpx's can run long)."""
+    text = str(exc) if exc else ""
+    return text.splitlines()[0][:160] if text else type(exc).__name__
