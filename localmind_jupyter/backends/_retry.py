@@ -76,7 +76,7 @@ def resending(client_class: type[ClientT]) -> type[ClientT]:
             _restore(request, inner)
         return super(cls, self).send(request, **kwargs)
 
-    cls = type(f"Resending{client_class.__name__}", (client_class,), {"send": send})
+    cls: type[ClientT] = type(f"Resending{client_class.__name__}", (client_class,), {"send": send})
     cls.__doc__ = f"{client_class.__name__} that resends once on a closed keep-alive connection."
     return cls
 
