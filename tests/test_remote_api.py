@@ -87,3 +87,12 @@ def test_a_listing_failure_is_a_localmind_error_not_the_sdks():
         assert not available and "HTTP 500 to /models" in reason
         with pytest.raises(LocalMindError, match="answered HTTP 500"):
             backend.list_models()
+
+
+def test_threads_asking_at_once_share_one_client(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend, _server, _model = served
+    with ThreadPoolExecutor(8) as pool:
+        clients = list(pool.map(lambda _: backend.client, range(16)))
+    assert all(client is clients[0] for client in clients)
