@@ -47,7 +47,7 @@ ClientT = TypeVar("ClientT", bound=_Client)
 class RemoteAPISettings(BackendSettings):
     """What every SDK backend takes; a subclass's settings add their own fields."""
 
-    #: Else the vendor's environment variable (``OPENAI_BASE_URL``…), else its API.
+    #: Else the backend's default (``OPENAI_BASE_URL``, a preset's URL, Anthropic's API…).
     base_url: str | None = field(default=None, repr=False)  # may carry user:password@
     #: Write ``${MY_KEY}`` in config.yaml rather than the key itself. Unset: the vendor's
     #: environment key, but only for the vendor's own API (see docs/backends.md).
