@@ -215,7 +215,9 @@ def test_the_installed_example_streams_through_the_magic(echo_kernel):
     updates = [m for m in answer_messages(messages) if m["msg_type"] == "update_display_data"]
     texts = [m["content"]["data"]["text/plain"] for m in updates]
     assert len(texts) >= 3, "the answer did not appear piece by piece"
-    assert all(b.startswith(a) and len(b) > len(a) for a, b in itertools.pairwise(texts))
+    growing = texts[:-1]  # the last update adds the stats; it may show no new text
+    assert all(b.startswith(a) and len(b) > len(a) for a, b in itertools.pairwise(growing))
+    assert texts[-1].startswith(growing[-1])
     assert texts[-1] == words + " "
     meta = updates[-1]["content"]["metadata"]["localmind"]
     assert (meta["backend"], meta["model"], meta["stopped"]) == ("parrots", "parrot", False)
@@ -367,18 +369,18 @@ async def test_the_installed_example_through_the_rest_api(jp_fetch):
     }
 
     chunks: list[bytes] = []
-    body = {"prompt": "hello plugin world", "model": "parrots:parrot"}
+    words = [f"w{i} " for i in range(12)]  # 0.12 s at the example's pace
+    body = {"prompt": "".join(words), "model": "parrots:parrot"}
     response = await _api(jp_fetch, "POST", "generate", body=body, streaming_callback=chunks.append)
     assert response.code == 200
-    assert len(chunks) >= 3, "the answer came in one piece, not streamed"
+    assert len(chunks) >= 2, "the answer came in one piece, not streamed"
     lines = [json.loads(line) for line in b"".join(chunks).splitlines() if line.strip()]
     assert lines[0] == {"type": "start", "backend": "parrots", "model": "parrot"}
-    texts = [line["text"] for line in lines if line["type"] == "text"]
-    assert texts == ["hello ", "plugin ", "world "]
+    assert [line["text"] for line in lines if line["type"] == "text"] == words
     assert lines[-1]["type"] == "done"
     stats = lines[-1]["response"]
-    assert (stats["prompt_tokens"], stats["completion_tokens"]) == (3, 3)
-    assert stats["finish_reason"] == "stop" and stats["text"] == "hello plugin world "
+    assert (stats["prompt_tokens"], stats["completion_tokens"]) == (12, 12)
+    assert stats["finish_reason"] == "stop" and stats["text"] == "".join(words)
     assert stats["tokens_per_second"] > 0 and stats["time_to_first_token"] > 0
 
     body = {"prompt": "hi", "model": "parrots:crow"}
