@@ -393,3 +393,35 @@ async def test_the_installed_example_through_the_rest_api(jp_fetch):
     response = await _api(jp_fetch, "POST", "models", "download", body=body)
     error = json.loads(response.body)
     assert response.code == 400 and "nothing to download" in error["message"], error
+
+
+async def test_a_client_that_leaves_cancels_the_installed_example(
+    http_server_client, jp_base_url, jp_auth_header, jp_serverapp
+):
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    state = jp_serverapp.web_app.settings["localmind_state"]
+    target = http_server_client.get_url(f"{jp_base_url}localmind/api/generate")
+    words = " ".join(f"w{i}" for i in range(500))  # 5 s at the example's pace
+    body = {"prompt": words, "model": "parrots:parrot"}
+    seen, before = 0, set(threading.enumerate())
+    async with (
+        httpx.AsyncClient(headers=jp_auth_header, timeout=10) as client,
+        client.stream("POST", target, json=body) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line and json.loads(line)["type"] == "text":
+                seen += 1
+                if seen == 3:
+                    break  # leaving the block closes the connection mid-answer
+    left = time.monotonic()
+    while state._pumps or any(
+        t.name == "localmind-generate" for t in set(threading.enumerate()) - before
+    ):
+        assert time.monotonic() - left < 2, "the plugin kept generating after the client left"
+        await asyncio.sleep(0.02)
