@@ -79,7 +79,7 @@ def _alias_comment(name: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("module_name", ["localmind_jupyter.backends", "localmind_jupyter.errors"])
+@pytest.mark.parametrize("module_name", sorted(PUBLIC_MODULES))
 def test_every_public_name_resolves_and_has_a_docstring(module_name: str):
     module = importlib.import_module(module_name)
     assert module.__all__, f"{module_name} has no __all__"
