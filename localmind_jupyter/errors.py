@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from .secrets import redact
 
+__all__ = [
+    "BackendUnavailable",
+    "ConfigError",
+    "DownloadError",
+    "GenerationError",
+    "LocalMindError",
+    "ModelNameError",
+    "ModelNotFound",
+    "OptionError",
+]
+
 
 class LocalMindError(Exception):
     """Base of every error LocalMind raises on purpose.
@@ -38,6 +49,10 @@ class GenerationError(LocalMindError):
 
 class OptionError(LocalMindError, ValueError):
     """A generation option is unknown, has a bad value, or the backend cannot honour it."""
+
+
+class ModelNameError(OptionError):
+    """A model name the backend could never know (bad characters, wrong shape)."""
 
 
 class DownloadError(LocalMindError):

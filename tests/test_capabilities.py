@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from localmind_jupyter.backends import BUILTIN_BACKENDS, backend_class
+from localmind_jupyter.backends import _BUILTIN_BACKENDS, backend_class
 from localmind_jupyter.backends.base import BaseBackend, DownloadProgress
 from localmind_jupyter.backends.capabilities import Capabilities, ModelNameError
 from localmind_jupyter.config import parse_config
@@ -77,7 +77,7 @@ class MixedBackend(BaseBackend):
 
 @pytest.fixture
 def plugin_loader(monkeypatch: pytest.MonkeyPatch) -> ModelLoader:
-    monkeypatch.setitem(BUILTIN_BACKENDS, "capsplugin", f"{__name__}:NoDownloadBackend")
+    monkeypatch.setitem(_BUILTIN_BACKENDS, "capsplugin", f"{__name__}:NoDownloadBackend")
     return ModelLoader(parse_config("backends:\n  plug:\n    type: capsplugin\n"))
 
 
@@ -85,7 +85,7 @@ def plugin_loader(monkeypatch: pytest.MonkeyPatch) -> ModelLoader:
 
 
 def test_every_builtin_backend_declares_its_capabilities():
-    declared = {name: backend_class(name).capabilities for name in BUILTIN_BACKENDS}
+    declared = {name: backend_class(name).capabilities for name in _BUILTIN_BACKENDS}
     assert all(isinstance(c, Capabilities) for c in declared.values())
     downloads = {name for name, c in declared.items() if c.downloads}
     assert downloads == {"ollama", "transformers", "gguf"}
@@ -144,7 +144,7 @@ def test_catalog_widget_disables_download_for_a_plugin_that_declares_none(
     from localmind_jupyter.session import reset_session
     from localmind_jupyter.widgets import ModelCatalog
 
-    monkeypatch.setitem(BUILTIN_BACKENDS, "capsplugin", f"{__name__}:NoDownloadBackend")
+    monkeypatch.setitem(_BUILTIN_BACKENDS, "capsplugin", f"{__name__}:NoDownloadBackend")
     (isolated_home / "config.yaml").write_text("backends:\n  plug:\n    type: capsplugin\n")
     reset_session()
     catalog = ModelCatalog()
@@ -183,7 +183,7 @@ def test_the_download_manager_never_asks_a_backend_that_declares_no_downloads(pl
 
 
 def test_a_model_that_differs_from_its_backend_is_read_per_model(monkeypatch):
-    monkeypatch.setitem(BUILTIN_BACKENDS, "capsmixed", f"{__name__}:MixedBackend")
+    monkeypatch.setitem(_BUILTIN_BACKENDS, "capsmixed", f"{__name__}:MixedBackend")
     loader = ModelLoader(parse_config("backends:\n  mix:\n    type: capsmixed\n"))
     answer = ModelRegistry(loader).available(probe=True)
     rows = {row["name"]: row for row in answer["backends"]["mix"]["models"]}
@@ -315,7 +315,7 @@ def _named_types(path: Path) -> list[str]:
 
 
 def test_no_front_end_or_core_module_names_a_backend_type():
-    assert set(_TYPES) == set(BUILTIN_BACKENDS)
+    assert set(_TYPES) == set(_BUILTIN_BACKENDS)
     package = REPO / "localmind_jupyter"
     files = [f for part in _FRONT for f in sorted((package / part).rglob("*.py"))]
     assert len(files) > 20

@@ -172,7 +172,7 @@ def test_type_lists_every_registered_backend_type():
 
 def test_the_complete_example_is_a_valid_config():
     """The example a user copies parses, and each backend's settings pass its schema."""
-    from localmind_jupyter.backends.base import validate_settings
+    from localmind_jupyter.backends.base import _validate_settings
     from localmind_jupyter.config import parse_config
 
     text = (REPO / "docs" / "configuration.md").read_text()
@@ -181,7 +181,7 @@ def test_the_complete_example_is_a_valid_config():
     config = parse_config(block, known_types=list(REGISTERED))
     assert len(config.backends) == 4
     for name, backend in config.backends.items():
-        validate_settings(_settings_schema(backend.type), backend.settings, name)
+        _validate_settings(_settings_schema(backend.type), backend.settings, name)
 
 
 def test_py_typed_is_shipped():

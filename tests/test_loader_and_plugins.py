@@ -232,12 +232,12 @@ def test_plugin_that_is_not_a_backend_is_reported(tmp_path, isolated_home, monke
 
 def test_builtin_fast_path_matches_the_entry_points():
     """The start-up shortcut for our own backends must name exactly what pyproject registers."""
-    from localmind_jupyter.backends import BUILTIN_BACKENDS, _entry_points
+    from localmind_jupyter.backends import _BUILTIN_BACKENDS, _entry_points
 
     registered = {
-        name: ep.value for name, ep in _entry_points().items() if name in BUILTIN_BACKENDS
+        name: ep.value for name, ep in _entry_points().items() if name in _BUILTIN_BACKENDS
     }
-    assert registered == BUILTIN_BACKENDS
+    assert registered == _BUILTIN_BACKENDS
 
 
 def test_unknown_type_in_file_disables_only_that_backend(isolated_home):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from localmind_jupyter.backends import BUILTIN_BACKENDS
+from localmind_jupyter.backends import _BUILTIN_BACKENDS
 from localmind_jupyter.backends.ollama import OllamaBackend
 from localmind_jupyter.config import parse_config
 from localmind_jupyter.core.model_loader import ModelLoader
@@ -28,7 +28,7 @@ CATALOG_TYPES = sorted(p.stem for p in CATALOG_DIR.glob("*.yaml"))
 
 def test_catalogs_exist_for_backends_that_offer_models():
     assert {"ollama", "transformers", "openai", "anthropic"} <= set(CATALOG_TYPES)
-    assert set(CATALOG_TYPES) <= set(BUILTIN_BACKENDS), "a catalog for no backend type"
+    assert set(CATALOG_TYPES) <= set(_BUILTIN_BACKENDS), "a catalog for no backend type"
 
 
 @pytest.mark.parametrize("backend_type", CATALOG_TYPES)

@@ -13,31 +13,68 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .base import BaseBackend, DownloadProgress, ModelResponse, ResponseStream
+from .base import (
+    BackendSettings,
+    BaseBackend,
+    Delta,
+    DownloadProgress,
+    ModelResponse,
+    ProgressCallback,
+    ResponseStream,
+    Started,
+    Thinking,
+    Usage,
+)
+from .capabilities import Capabilities, ModelNameError
+from .contracts import BackendInfo, InstalledModel, ModelDetails
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-ENTRY_POINT_GROUP = "localmind.backends"
+    from ._request import GenerationRequest
 
+#: The plugin API: what a backend package imports. Everything else in ``backends`` is
+#: internal (modules and names starting with ``_``) or a built-in backend's own module.
 __all__ = [
-    "BUILTIN_BACKENDS",
-    "ENTRY_POINT_GROUP",
+    "BackendInfo",
+    "BackendSettings",
     "BaseBackend",
+    "Capabilities",
+    "Delta",
     "DownloadProgress",
+    "GenerationRequest",
+    "InstalledModel",
+    "ModelDetails",
+    "ModelNameError",
     "ModelResponse",
+    "ProgressCallback",
     "ResponseStream",
+    "Started",
+    "Thinking",
+    "Usage",
     "backend_class",
     "backend_types",
+    "refresh_backend_types",
 ]
+
+_ENTRY_POINT_GROUP = "localmind.backends"
+
+
+def __getattr__(name: str) -> Any:
+    """``GenerationRequest`` (pydantic) is imported on first use, not with this package."""
+    if name == "GenerationRequest":
+        from ._request import GenerationRequest
+
+        return GenerationRequest
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Our own backends, registered as entry points too (a test keeps the two in step). Looking
 #: them up here skips scanning every installed distribution, a third of start-up time.
-BUILTIN_BACKENDS: dict[str, str] = {
+_BUILTIN_BACKENDS: dict[str, str] = {
     "anthropic": "localmind_jupyter.backends.anthropic:AnthropicBackend",
     "gguf": "localmind_jupyter.backends.gguf:GGUFBackend",
     "ollama": "localmind_jupyter.backends.ollama:OllamaBackend",
@@ -52,17 +89,17 @@ BUILTIN_BACKENDS: dict[str, str] = {
 def _entry_points() -> dict[str, EntryPoint]:
     from importlib.metadata import entry_points
 
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep for ep in entry_points(group=_ENTRY_POINT_GROUP)}
 
 
 def backend_types() -> list[str]:
     """Names of every installed backend type, ours and plugins'."""
-    return sorted(set(BUILTIN_BACKENDS) | set(_entry_points()))
+    return sorted(set(_BUILTIN_BACKENDS) | set(_entry_points()))
 
 
 def backend_class(type_name: str) -> type[BaseBackend]:
     """Import and return the class registered for ``type_name``."""
-    target = BUILTIN_BACKENDS.get(type_name)
+    target = _BUILTIN_BACKENDS.get(type_name)
     if target is None:
         entry = _entry_points().get(type_name)
         if entry is None:

@@ -10,7 +10,8 @@ import re
 
 from ..errors import ModelNotFound
 from . import _paths
-from .capabilities import ModelNameError, check_generic_name
+from ._checks import check_generic_name
+from .capabilities import ModelNameError
 
 
 def check_local_name(name: str, type_name: str, grammar: re.Pattern[str], hint: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from .capabilities import ModelNameError, check_generic_name
+from ._checks import check_generic_name
+from .capabilities import ModelNameError
 
 # [host[:port]/][namespace/]model[:tag], as Ollama parses names.
 _NAME = re.compile(

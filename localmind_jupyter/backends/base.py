@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, GenerationError
 from ..secrets import is_secret_key, register_settings
+from ._checks import check_generic_name, refuse_unsupported
 from ._stream import (
     Delta,
     ModelResponse,
     ResponseStream,
     Started,
-    StopMatcher,
     StreamTimer,
     Thinking,
     Usage,
     open_stream,
 )
-from .capabilities import Capabilities, check_generic_name, refuse_unsupported
+from .capabilities import Capabilities
 
 if TYPE_CHECKING:
     from ._request import GenerationRequest
@@ -43,13 +43,12 @@ __all__ = [
     "ProgressCallback",
     "ResponseStream",
     "Started",
-    "StopMatcher",
     "StreamTimer",
     "Thinking",
     "Usage",
-    "parse_options",
 ]
 
+#: Called with each ``DownloadProgress`` of a download (from the downloading thread).
 ProgressCallback = Callable[["DownloadProgress"], None]
 
 
@@ -78,7 +77,7 @@ class DownloadProgress:
         return min(1.0, self.completed / self.total)
 
 
-def parse_options(
+def _parse_options(
     kwargs: Mapping[str, Any], extra_allowed: frozenset[str] = frozenset()
 ) -> GenerationRequest:
     """Validate keyword options so a typo or a bad value fails loudly, not silently."""
@@ -115,7 +114,7 @@ def _adapter(schema: type[BackendSettings]) -> Any:
     return TypeAdapter(schema)
 
 
-def validate_settings(
+def _validate_settings(
     schema: type[BackendSettings], settings: Mapping[str, Any], backend_name: str
 ) -> BackendSettings:
     if not settings:
@@ -167,7 +166,7 @@ class BaseBackend:
         self.name = name or self.type_name
         settings = dict(settings or {})
         register_settings(settings)  # before validation: its errors may quote a value
-        validated = validate_settings(self.Settings, settings, self.name)
+        validated = _validate_settings(self.Settings, settings, self.name)
         fields = {f.name for f in dataclasses.fields(self.Settings)}
         inherited = {k: v for k, v in (defaults or {}).items() if k in fields and k not in settings}
         self.settings = dataclasses.replace(validated, **inherited) if inherited else validated
@@ -214,7 +213,7 @@ class BaseBackend:
 
     # --- generation ---------------------------------------------------------------------------
     def parse_options(self, kwargs: Mapping[str, Any]) -> GenerationRequest:
-        request = parse_options(kwargs, self.extra_options)
+        request = _parse_options(kwargs, self.extra_options)
         refuse_unsupported(self.capabilities, self.display_name, request.seed)
         return request
 

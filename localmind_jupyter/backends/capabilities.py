@@ -8,17 +8,15 @@ model differs) and shows or refuses accordingly. Model names are checked the sam
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, cast
 
-from ..errors import OptionError
+from ..errors import ModelNameError
 
 if TYPE_CHECKING:
     from .contracts import CapabilitiesDict
 
-#: Longer names are refused by the generic check (no engine needs more).
-MAX_MODEL_NAME = 200
+__all__ = ["Capabilities", "ModelNameError"]
 
 
 @dataclass(frozen=True)
@@ -40,34 +38,3 @@ class Capabilities:
 
     def to_dict(self) -> CapabilitiesDict:
         return cast("CapabilitiesDict", asdict(self))
-
-
-class ModelNameError(OptionError):
-    """A model name the backend could never know (bad characters, wrong shape)."""
-
-
-def check_generic_name(name: str, what: str = "model name", *, spaces: bool = False) -> None:
-    """The rules every backend shares: non-empty, short, no control characters, no spaces.
-
-    ``spaces``: allow them (a file path may hold some; a model id never does).
-    """
-    if not name:
-        raise ModelNameError(f"the {what} is empty; name a model")
-    if len(name) > MAX_MODEL_NAME:
-        raise ModelNameError(f"the {what} is longer than {MAX_MODEL_NAME} characters")
-    for char in name:
-        if unicodedata.category(char).startswith("C"):
-            raise ModelNameError(
-                f"the {what} contains the control character U+{ord(char):04X}; remove it"
-            )
-    if not spaces and any(char.isspace() for char in name):
-        raise ModelNameError(f"the {what} contains whitespace ({name!r}); model ids have none")
-
-
-def refuse_unsupported(capabilities: Capabilities, display_name: str, seed: object) -> None:
-    """An option the backend declared it cannot honour fails loudly instead of being dropped."""
-    if seed is not None and not capabilities.seed:
-        raise OptionError(
-            f"the {display_name} backend does not support seed: its sampling cannot be made "
-            "reproducible; leave seed out (temperature=0 gives the most repeatable answers)"
-        )

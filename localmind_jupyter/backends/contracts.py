@@ -136,6 +136,8 @@ class BackendStatusInfo(TypedDict, total=False):
 
 
 class RegistryBackendEntry(TypedDict):
+    """One backend in the registry's answer: its state, its catalog rows, what is installed."""
+
     info: BackendStatusInfo
     models: list[CatalogRow]
     installed: list[str]

@@ -12,7 +12,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends.capabilities import MAX_MODEL_NAME, ModelNameError, check_generic_name
+from ..backends._checks import MAX_MODEL_NAME, check_generic_name
+from ..errors import ModelNameError
 from .errors import ApiError
 
 if TYPE_CHECKING:
