@@ -155,6 +155,19 @@ def test_output_variable_and_formats(ip, servers, capsys):
     assert ip.rl_next_input == "print('hi')"
 
 
+def test_json_answer_with_a_number_past_pythons_int_limit_keeps_the_raw_text(ip, servers, capsys):
+    """json.loads raises a plain ValueError (no .msg/.lineno) for a 5000-digit integer."""
+    ollama_server, _ = servers
+    digits = "1" * 5000
+    ollama_server.reply_pieces = ['{"n": ', digits, "}"]
+    ask(ip, "-f json -o data --no-stats", "a big number")
+    captured = capsys.readouterr()
+    assert "not valid JSON" in captured.out
+    assert "integer string conversion" in captured.out
+    assert "Traceback" not in captured.out + captured.err
+    assert ip.user_ns["data"] == '{"n": ' + digits + "}"
+
+
 def test_interpolation_fills_names_and_keeps_braces(ip, servers, capsys):
     ollama_server, _ = servers
     ip.user_ns["city"] = "Lyon"

@@ -61,9 +61,11 @@ def finalize(text: str, fmt: str, *, remote_images: bool = False) -> Final:
         payload = _json_payload(text)
         try:
             value = json.loads(payload)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             note = f"the answer is not valid JSON ({exc.msg} at line {exc.lineno}); raw text kept"
             return Final(text, plain, note=note)
+        except ValueError as exc:  # a plain ValueError: a number past Python's int limit
+            return Final(text, plain, note=f"the answer is not valid JSON ({exc}); raw text kept")
         pretty = json.dumps(value, indent=2, ensure_ascii=False)
         bundle = {
             "text/plain": pretty,
