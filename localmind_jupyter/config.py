@@ -72,9 +72,12 @@ class LocalMindConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     display: Display = field(default_factory=Display)
     backends: dict[str, BackendConfig] = field(default_factory=dict)
-    #: Where this config came from (None: built-in defaults); used to point at lines in errors.
-    source: ClassVar[Path | None] = None
-    key_lines: ClassVar[dict[str, int]] = {}
+
+    def __post_init__(self) -> None:
+        # Where this config came from (None: built-in defaults) and each key's line, to point
+        # at lines in errors; set by parse_config. Attributes, not fields: they are no settings.
+        self.source: Path | None = None
+        self.key_lines: dict[str, int] = {}
 
     def line_of(self, key: str) -> int | None:
         return self.key_lines.get(key)

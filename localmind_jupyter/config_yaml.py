@@ -59,7 +59,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._sizes: dict[str, tuple[int, int]] = {}  # anchor -> (values, height)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
         line = event.start_mark.line + 1
         if isinstance(event, AliasEvent):
             if event.anchor in self._open:

@@ -25,8 +25,16 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import nh3
+    from markdown_it import MarkdownIt
+    from markdown_it.renderer import RendererHTML
+    from markdown_it.token import Token
+    from markdown_it.utils import EnvType, OptionsDict
 
 #: What an answer may contain after cleaning: text structure, no forms, media or styles.
 ALLOWED_TAGS = frozenset(
@@ -107,7 +115,7 @@ def _keep_attribute(remote_images: bool, tag: str, name: str, value: str) -> str
 
 
 @lru_cache(maxsize=2)
-def _cleaner(remote_images: bool) -> Any:
+def _cleaner(remote_images: bool) -> nh3.Cleaner:
     import nh3
 
     return nh3.Cleaner(
@@ -124,7 +132,7 @@ def _cleaner(remote_images: bool) -> Any:
 
 
 @lru_cache(maxsize=2)
-def _markdown(remote_images: bool) -> Any:
+def _markdown(remote_images: bool) -> MarkdownIt:
     """markdown-it-py as CommonMark + tables, strikethrough and math; raw HTML off."""
     from markdown_it import MarkdownIt
     from mdit_py_plugins.amsmath import amsmath_plugin
@@ -136,14 +144,17 @@ def _markdown(remote_images: bool) -> Any:
     md.use(dollarmath_plugin, allow_labels=False, renderer=_math_text)
     md.use(amsmath_plugin, renderer=escape)
 
-    default_image = md.renderer.rules.get("image")
+    renderer = cast("RendererHTML", md.renderer)  # the "commonmark" preset's renderer
+    default_image = renderer.rules.get("image")
 
-    def image(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    def image(
+        _self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+    ) -> str:
         token = tokens[idx]
         src = str(token.attrGet("src") or "")
         if IMAGE_DATA.match(src) or (remote_images and _REMOTE.match(src)):
             return default_image(tokens, idx, options, env) if default_image else ""
-        alt = md.renderer.renderInlineAsText(token.children or [], options, env)
+        alt = renderer.renderInlineAsText(token.children or [], options, env)
         return f'<span title="remote image not loaded">[image: {escape(alt)}]</span>'
 
     md.add_render_rule("image", image)

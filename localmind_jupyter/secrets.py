@@ -26,8 +26,11 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from .config import LocalMindConfig
 
 MASK = "****"
 #: Shorter values are not replaced as text: they would match everywhere.
@@ -132,7 +135,7 @@ def _forms(secrets: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted((f for f in found if len(f) >= _MIN_SECRET), key=len, reverse=True))
 
 
-def secret_values(value: Any) -> list[str]:
+def secret_values(value: object) -> list[str]:
     """The secrets one value carries: itself, the credential of ``Bearer X``, URL passwords."""
     if not isinstance(value, str) or not value:
         return []
@@ -169,14 +172,14 @@ def register_url(url: str | None) -> None:
         _REGISTRY.add(url_secrets(url if "://" in url else f"//{url}"))
 
 
-def register_settings(settings: Any, key: str = "") -> None:
+def register_settings(settings: object, key: str = "") -> None:
     """Remember the values of secret-named keys and the URL passwords anywhere in settings."""
     found: list[str] = []
     _collect(settings, key, found)
     _REGISTRY.add(found)
 
 
-def _collect(value: Any, key: str, out: list[str]) -> None:
+def _collect(value: object, key: str, out: list[str]) -> None:
     if isinstance(value, Mapping):
         for sub_key, sub_value in value.items():
             _collect(sub_value, str(sub_key), out)
@@ -190,7 +193,7 @@ def _collect(value: Any, key: str, out: list[str]) -> None:
             out.extend(url_secrets(value))
 
 
-def register_config(config: Any) -> None:
+def register_config(config: LocalMindConfig) -> None:
     """Remember the secrets of every configured backend, ``${ENV}`` references resolved."""
     for name, spec in config.backends.items():
         try:
@@ -244,7 +247,7 @@ def _mask_param(match: re.Match[str]) -> str:
     return match.group(0)
 
 
-def redact(text: Any, *extra: str | None) -> str:
+def redact(text: object, *extra: str | None) -> str:
     """``text`` with URL passwords, secret parameters and every known secret masked.
 
     ``extra``: secrets to mask besides the registered ones (a Jupyter token, a key).

@@ -287,8 +287,8 @@ def _relay(
             usage = _other(delta, thinking, usage)
         for delta in source:  # the same iterator, on: the per-piece path, kept short
             if delta.__class__ is str:
-                append(delta)  # type: ignore[arg-type]
-                yield delta  # type: ignore[misc]
+                append(delta)
+                yield delta
             elif isinstance(delta, str):
                 append(str(delta))
                 yield str(delta)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import threading
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from ._stream import (
 from .capabilities import Capabilities
 
 if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
     from ._request import GenerationRequest
     from .contracts import BackendInfo, InstalledModel
 
@@ -106,12 +107,17 @@ class BackendSettings:
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
 
-@functools.cache
-def _adapter(schema: type[BackendSettings]) -> Any:
-    """One pydantic adapter per schema: building it costs milliseconds, validating microseconds."""
-    from pydantic import TypeAdapter
+_ADAPTERS: dict[type[BackendSettings], TypeAdapter[BackendSettings]] = {}
 
-    return TypeAdapter(schema)
+
+def _adapter(schema: type[BackendSettings]) -> TypeAdapter[BackendSettings]:
+    """One pydantic adapter per schema: building it costs milliseconds, validating microseconds."""
+    adapter = _ADAPTERS.get(schema)
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        adapter = _ADAPTERS.setdefault(schema, TypeAdapter(schema))
+    return adapter
 
 
 def _validate_settings(
@@ -263,7 +269,7 @@ class BaseBackend:
         legacy = cls.__dict__.get("downloads_models")
         if isinstance(legacy, bool):  # the spelling before capabilities: still honoured
             cls.capabilities = dataclasses.replace(cls.capabilities, downloads=legacy)
-            del cls.downloads_models  # type: ignore[misc]
+            del cls.downloads_models
         if cls.capabilities.downloads and cls.download_model is BaseBackend.download_model:
             # Nothing to download with: no front end may offer it, whatever was declared.
             cls.capabilities = dataclasses.replace(cls.capabilities, downloads=False)

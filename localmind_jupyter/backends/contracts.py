@@ -12,7 +12,11 @@ from typing import Literal, NotRequired, Required, TypedDict
 
 __all__ = [
     "BackendInfo",
+    "BackendName",
+    "BackendState",
+    "BackendStateEntry",
     "BackendStatusInfo",
+    "BackendsAnswer",
     "CapabilitiesDict",
     "CatalogRow",
     "EmbeddedModelInfo",
@@ -148,3 +152,31 @@ class RegistryAnswer(TypedDict):
 
     status: Literal["ok"]
     backends: dict[str, RegistryBackendEntry]
+
+
+class BackendName(TypedDict):
+    """What is known of a backend whose ``get_backend_info()`` failed: its name and type."""
+
+    name: str
+    type: str
+
+
+class BackendState(TypedDict):
+    """``BackendStatus.to_dict()``: a configured backend, built or not, reachable or not."""
+
+    name: str
+    type: str
+    enabled: bool
+    available: bool | None
+    reason: str | None
+
+
+class BackendStateEntry(BackendState):
+    info: BackendInfo | BackendName
+
+
+class BackendsAnswer(TypedDict):
+    """``GET /localmind/api/backends``: each backend's state and info, probed now."""
+
+    status: Literal["ok"]
+    backends: dict[str, BackendStateEntry]

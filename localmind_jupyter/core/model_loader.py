@@ -11,13 +11,16 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..backends import backend_class
 from ..backends.base import BaseBackend
 from ..config import LocalMindConfig, load_config
 from ..errors import BackendUnavailable, ConfigError, LocalMindError, ModelNotFound
 from ..secrets import redact, register_config
+
+if TYPE_CHECKING:
+    from ..backends.contracts import BackendState
 
 _TIMEOUT_SETTINGS = {"connect_timeout": "connect", "read_timeout": "read", "probe_timeout": "probe"}
 #: One thread at a time imports what the probes need (see ``_import_probe_modules``).
@@ -36,7 +39,7 @@ class BackendStatus:
     available: bool | None = None
     reason: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> BackendState:
         return {
             "name": self.name,
             "type": self.type,

@@ -7,7 +7,7 @@ REST API serves as-is and the widgets and ``%localmind models`` render.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ..backends._catalog import CatalogEntry, load_catalog
 from ..backends.base import BaseBackend
@@ -16,6 +16,7 @@ from .model_loader import BackendStatus, ModelLoader
 
 if TYPE_CHECKING:
     from ..backends.contracts import (
+        BackendInfo,
         BackendStatusInfo,
         CatalogRow,
         InstalledModel,
@@ -143,19 +144,37 @@ class ModelRegistry:
         }
 
     def _backend_entry(self, status: BackendStatus) -> RegistryBackendEntry:
-        # Filled in order (name, type, the backend's info, then its state), as served.
-        info = cast("BackendStatusInfo", {"name": status.name, "type": status.type})
         installed: list[InstalledModel] = []
+        own: BackendInfo | None = None
         backend = status.backend
         if backend is not None:
-            info.update(backend.get_backend_info())  # type: ignore[typeddict-item]
+            own = backend.get_backend_info()
             if status.available is not False:
                 try:
                     installed = backend.installed_model_details()
                 except LocalMindError as exc:
                     status.available, status.reason = False, str(exc)
-        info["enabled"], info["available"] = status.enabled, status.available
-        info["reason"] = status.reason
+        # In order (name, type, the backend's info, then its state), as served.
+        name, kind = status.name, status.type
+        enabled, available, reason = status.enabled, status.available, status.reason
+        info: BackendStatusInfo
+        if own is None:
+            info = {
+                "name": name,
+                "type": kind,
+                "enabled": enabled,
+                "available": available,
+                "reason": reason,
+            }
+        else:
+            info = {
+                "name": name,
+                "type": kind,
+                **own,
+                "enabled": enabled,
+                "available": available,
+                "reason": reason,
+            }
         catalog = _catalog_for(backend) if backend is not None else load_catalog(status.type)
         models = merge_models(catalog, installed, backend.model_key if backend else _same)
         if backend is not None:

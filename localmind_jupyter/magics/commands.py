@@ -10,13 +10,17 @@ import argparse
 import shlex
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, NoReturn
 
 from .. import __version__
 from ..errors import LocalMindError
 from ..secrets import redact
 from ..session import KernelSession
 from .tables import Table
+
+if TYPE_CHECKING:
+    from ..core.downloads import DownloadStatus
+    from ..core.model_loader import ModelLoader
 
 LINE_COMMANDS = {
     "help": "this help",
@@ -38,11 +42,14 @@ LINE_COMMANDS = {
 class LineCommands:
     """What ``%localmind COMMAND`` does; ``LocalMind`` supplies the shell and the session."""
 
-    session: KernelSession
     default_model: str | None
     max_history: int
     default_format: str
     show_stats: bool
+
+    @property
+    def session(self) -> KernelSession:
+        raise NotImplementedError
 
     def _in_kernel(self) -> bool:
         raise NotImplementedError
@@ -70,7 +77,7 @@ class LineCommands:
         except _CommandUsage as exc:
             self._say(str(exc), error=True)
 
-    def _show(self, obj: Any) -> None:
+    def _show(self, obj: object) -> None:
         if self._in_kernel():
             from IPython.display import display
 
@@ -93,15 +100,13 @@ class LineCommands:
         statuses = self.session.loader.probe()
         rows = []
         for status in statuses.values():
-            info = status.backend.get_backend_info() if status.backend else {}
+            url = status.backend.get_backend_info().get("base_url", "") if status.backend else ""
             state = (
                 "available"
                 if status.available
                 else ("disabled" if not status.enabled else "unavailable")
             )
-            rows.append(
-                [status.name, status.type, state, status.reason or "", info.get("base_url", "")]
-            )
+            rows.append([status.name, status.type, state, status.reason or "", url])
         self._show(Table(["backend", "type", "status", "reason", "url"], rows))
 
     def _cmd_models(self, args: list[str]) -> None:
@@ -236,7 +241,7 @@ class _CommandUsage(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would call sys.exit()
+    def error(self, message: str) -> NoReturn:  # argparse would call sys.exit()
         raise _CommandUsage(f"{self.format_usage().strip()} — {message}")
 
 
@@ -248,7 +253,7 @@ def _parse(parser: _Parser, args: list[str]) -> argparse.Namespace:
     return parser.parse_args(args)
 
 
-def _split_pull_target(spec: str, backend: str | None, loader: Any) -> tuple[str, str]:
+def _split_pull_target(spec: str, backend: str | None, loader: ModelLoader) -> tuple[str, str]:
     """``NAME:MODEL``, ``-b NAME MODEL``, or a bare model for the backend that claims it."""
     if backend:
         return backend, spec
@@ -264,7 +269,7 @@ def _split_pull_target(spec: str, backend: str | None, loader: Any) -> tuple[str
     return target, spec
 
 
-def _progress_line(label: str, status: Any) -> str:
+def _progress_line(label: str, status: DownloadStatus) -> str:
     from ..core.model_registry import human_size
 
     parts = [f"{label}: {status.status}"]
@@ -283,7 +288,7 @@ class _TextProgress:
         self.label = label
         self._last = 0.0
 
-    def update(self, status: Any) -> None:
+    def update(self, status: DownloadStatus) -> None:
         now = time.monotonic()
         if not status.finished and now - self._last < 0.2:
             return
@@ -303,7 +308,7 @@ class _WidgetProgress:
         self.text = widgets.Label(value=f"{label}: starting")
         display(widgets.VBox([self.bar, self.text]))
 
-    def update(self, status: Any) -> None:
+    def update(self, status: DownloadStatus) -> None:
         self.bar.value = status.fraction or 0.0
         self.text.value = _progress_line(self.label, status)
         if status.state == "done":

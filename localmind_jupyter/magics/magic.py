@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -24,6 +24,9 @@ from .commands import LineCommands
 from .interpolation import describe_missing, interpolate
 from .output_name import output_name_problem
 from .render import FORMATS, NotebookView, TerminalView, finalize
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 
 
 def _stats_line(response: ModelResponse, stopped: bool) -> str:
@@ -56,14 +59,14 @@ class LocalMind(LineCommands, Magics):
         config=True
     )
 
-    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
 
     @property
     def session(self) -> KernelSession:
         return get_session()
 
-    def post_run_cell(self, result: Any) -> None:
+    def post_run_cell(self, result: ExecutionResult) -> None:
         """Remember each cell's error, for ``{Err[n]}``."""
         self.session.record_error(result.execution_count, result.error_in_exec)
 
@@ -114,6 +117,8 @@ class LocalMind(LineCommands, Magics):
             print(("⚠ " if error else "") + text, file=sys.stderr if error else sys.stdout)
 
     def _ask(self, line: str, cell: str) -> None:
+        shell = self.shell
+        assert shell is not None  # IPython registers the magic with its shell
         try:
             # shlex, not IPython's arg_split, so quoted values lose their quotes.
             args = self.localmind.parser.parse_args(shlex.split(line))
@@ -124,7 +129,7 @@ class LocalMind(LineCommands, Magics):
             self._say(f"{exc} — see %%localmind? for the options", error=True)
             return
         if args.output:
-            problem = output_name_problem(args.output, getattr(self.shell, "user_ns_hidden", ()))
+            problem = output_name_problem(args.output, getattr(shell, "user_ns_hidden", ()))
             if problem:
                 self._say(problem, error=True)
                 return
@@ -138,7 +143,7 @@ class LocalMind(LineCommands, Magics):
 
         prompt = cell.strip("\n")
         if not args.no_interpolate:
-            filled = interpolate(prompt, self.shell.user_ns, errors=self.session.cell_errors)
+            filled = interpolate(prompt, shell.user_ns, errors=self.session.cell_errors)
             prompt = filled.text
             missing = describe_missing(filled.missing)
             if missing:
@@ -235,10 +240,10 @@ class LocalMind(LineCommands, Magics):
         if failure is not None:
             self._say(str(failure), error=True)
         if final.next_input is not None and not stopped and failure is None:
-            self.shell.set_next_input(final.next_input, replace=False)
+            shell.set_next_input(final.next_input, replace=False)
         if args.output:
-            self.shell.user_ns[args.output] = final.value
-        self.shell.user_ns["_localmind"] = response
+            shell.user_ns[args.output] = final.value
+        shell.user_ns["_localmind"] = response
         self.session.last_response = response
         if conversation is not None and failure is None and not stopped and text:
             conversation.add(prompt, text)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from http.client import responses
 
-from tornado import httputil, web
+from tornado import web
 
 from ..errors import (
     BackendUnavailable,
@@ -73,7 +74,7 @@ def describe(exc: BaseException | None, status: int, *, authenticated: bool) -> 
                 message = message % exc.args
         if status == 403 and not authenticated:
             return status, _AUTH_HINT
-        return status, message or exc.reason or httputil.responses.get(status, "error")
+        return status, message or exc.reason or responses.get(status, "error")
     if exc is not None:
         return 500, (
             f"internal error in the LocalMind server extension ({type(exc).__name__}); "
@@ -81,4 +82,4 @@ def describe(exc: BaseException | None, status: int, *, authenticated: bool) -> 
         )
     if status == 403 and not authenticated:
         return status, _AUTH_HINT
-    return status, httputil.responses.get(status, "error")
+    return status, responses.get(status, "error")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import TracebackType
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -41,7 +42,7 @@ class LocalMindHandler(APIHandler):
     def initialize(self, state: ServerState) -> None:
         self.state = state
 
-    def send_json(self, payload: Any, status: int = 200) -> None:
+    def send_json(self, payload: object, status: int = 200) -> None:
         self.set_status(status)
         self.finish(self.state.redact(json.dumps(payload, ensure_ascii=False, default=str)))
 
@@ -58,7 +59,12 @@ class LocalMindHandler(APIHandler):
         body = json.dumps({"status": "error", "message": message}, ensure_ascii=False)
         self.finish(self.state.redact(body))
 
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         """Refusals are one log line; only real bugs get a traceback (in the log, not the reply)."""
         if isinstance(value, ApiError):
             log.info("%s %s: %s %s", self.request.method, self.request.path, value.status, value)
@@ -151,7 +157,7 @@ class GenerateHandler(LocalMindHandler):
     _gone = False
 
     @web.authenticated
-    @authorized("execute")
+    @authorized("execute")  # type: ignore[untyped-decorator]  # typed as if it took the method
     async def post(self) -> None:
         request = parse_generate(self.request.body)
         slot = await self._admit()  # 503 + Retry-After when the server is full

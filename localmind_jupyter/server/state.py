@@ -26,6 +26,13 @@ from .validation import DownloadRequest, GenerateRequest, check_model_name
 
 if TYPE_CHECKING:
     from ..backends.base import BaseBackend, ResponseStream
+    from ..backends.contracts import (
+        BackendInfo,
+        BackendName,
+        BackendsAnswer,
+        BackendStateEntry,
+        RegistryAnswer,
+    )
     from ..core.downloads import DownloadManager, DownloadStatus
     from ..core.model_loader import ModelLoader
     from ..core.model_registry import ModelRegistry
@@ -122,18 +129,18 @@ class ServerState:
         return loader.get(name)  # BackendUnavailable (503) when disabled or not loadable
 
     # --- endpoints' work ---------------------------------------------------------------------
-    def available(self) -> dict[str, Any]:
+    def available(self) -> RegistryAnswer:
         return self.registry().available()
 
-    def backends(self) -> dict[str, Any]:
+    def backends(self) -> BackendsAnswer:
         """Status and info of every configured backend, probed now (in parallel, bounded)."""
         statuses = self.loader().probe()
-        result: dict[str, Any] = {}
+        result: dict[str, BackendStateEntry] = {}
         for name, status in statuses.items():
-            info: dict[str, Any] = {"name": name, "type": status.type}
+            info: BackendInfo | BackendName = {"name": name, "type": status.type}
             if status.backend is not None:
                 try:
-                    info.update(status.backend.get_backend_info())
+                    info = {"name": name, "type": status.type, **status.backend.get_backend_info()}
                 except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
                     log.warning("get_backend_info of backend %s failed: %r", name, exc)
             result[name] = {**status.to_dict(), "info": info}

@@ -6,12 +6,15 @@ Pure drawing: what is shown comes from ``CatalogState`` (``catalog_state.py``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
 from ..core.model_registry import human_size
 from . import _style as s
+
+if TYPE_CHECKING:
+    from ..backends.contracts import BackendStatusInfo, CatalogRow
 
 _SELECT_LAYOUT = {"width": "2.4em", "min_width": "2.4em", "margin": "0 6px 0 0", "padding": "0"}
 
@@ -39,7 +42,7 @@ class ModelRow:
             ),
         )
 
-    def render(self, m: dict[str, Any], selected: bool, in_use: bool, downloading: bool) -> None:
+    def render(self, m: CatalogRow, selected: bool, in_use: bool, downloading: bool) -> None:
         badges = []
         if m["installed"]:
             badges.append(s.badge("installed", "ok"))
@@ -81,16 +84,20 @@ class ModelRow:
 
 
 def header_html(
-    backend: str, info: dict[str, Any], counts: tuple[int, int], redact: s.Redactor
+    backend: str, info: BackendStatusInfo | None, counts: tuple[int, int], redact: s.Redactor
 ) -> str:
     """The line above a backend's rows: name, kind, available or why not, counts."""
     installed, listed = counts
+    if info is None:  # the registry's answer does not list this backend
+        available, reason, kind = None, None, ""
+    else:
+        available, reason = info.get("available"), info.get("reason")
+        kind = info.get("display_name") or info.get("type") or ""
     state = (
         s.badge("available", "ok")
-        if info.get("available")
-        else s.badge("unavailable", "error", redact(info.get("reason")) or None)
+        if available
+        else s.badge("unavailable", "error", redact(reason) or None)
     )
-    kind = info.get("display_name") or info.get("type") or ""
     return s.block(
         f'<span style="font-weight:600">{s.esc(backend)}</span> '
         f'<span style="{s.MUTED}">{s.esc(kind)}</span> {state} '
@@ -100,7 +107,7 @@ def header_html(
 
 
 def selection_html(
-    selected: tuple[str, str] | None, model: dict[str, Any] | None, chosen: str | None
+    selected: tuple[str, str] | None, model: CatalogRow | None, chosen: str | None
 ) -> str:
     """ "Selected backend:model size", and which model ``%%localmind`` uses now."""
     using = (

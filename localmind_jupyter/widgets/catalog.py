@@ -10,7 +10,7 @@ when there is nothing to download.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 from traitlets import Unicode
@@ -25,6 +25,9 @@ from ._catalog_rows import header_html, selection_html
 from ._tree import close_tree
 from .catalog_state import CatalogState, Filters, Key, backend_problem, model_key_of
 from .progress import DownloadProgress
+
+if TYPE_CHECKING:
+    from ..backends.contracts import CatalogRow, RegistryAnswer
 
 ALL_TAGS = ""
 
@@ -48,7 +51,7 @@ class ModelCatalog(widgets.VBox):
         list_height: str = "24em",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # ipywidgets is untyped
         self.session = session if session is not None else get_session()
         self.redact = s.Redactor.from_session(self.session)
         #: Rows, selection and every decision about them (no widgets: catalog_state.py).
@@ -143,7 +146,7 @@ class ModelCatalog(widgets.VBox):
             self.reload()
 
     @property
-    def result(self) -> dict[str, Any] | None:
+    def result(self) -> RegistryAnswer | None:
         """The ``registry.available()`` answer shown (with the marks of finished downloads)."""
         return self.state.result
 
@@ -156,7 +159,7 @@ class ModelCatalog(widgets.VBox):
         """Re-read the registry (probing the backends) on a background thread; returns at once."""
         return self._job.start(lambda: self.session.registry.available(probe=True), self._loaded)
 
-    def set_data(self, result: dict[str, Any]) -> None:
+    def set_data(self, result: RegistryAnswer) -> None:
         """Show a ``registry.available()`` answer (the model manager passes the picker's)."""
         with self._lock:
             self.redact = s.Redactor.from_session(self.session)  # the config may have changed
@@ -175,9 +178,9 @@ class ModelCatalog(widgets.VBox):
             thread.join(timeout)
         return done and not any(t.is_alive() for t in self._threads)
 
-    def model(self, backend: str, name: str) -> dict[str, Any]:
+    def model(self, backend: str, name: str) -> CatalogRow:
         """The catalog entry as shown (``installed``, ``size``, ``tags``, …)."""
-        return dict(self.state.models[(backend, name)])
+        return self.state.models[(backend, name)].copy()
 
     def visible(self) -> list[Key]:
         """(backend, model) of the rows the filters let through, in display order."""
@@ -248,7 +251,7 @@ class ModelCatalog(widgets.VBox):
         return download
 
     # --- internals: loading ---------------------------------------------------------------------
-    def _loaded(self, result: dict[str, Any] | None, error: BaseException | None) -> None:
+    def _loaded(self, result: RegistryAnswer | None, error: BaseException | None) -> None:
         if error is not None or result is None:
             self.count.value = s.note(self.redact(f"could not load the catalog: {error}"), "error")
             return
@@ -304,11 +307,11 @@ class ModelCatalog(widgets.VBox):
 
     def _render_key(self, key: Key | None) -> None:
         row = self._rows.get(key) if key is not None else None
-        if row is None:
+        if key is None or row is None:
             return
         assert self.downloads is not None
         row.render(
-            self.state.models[key],  # type: ignore[index]
+            self.state.models[key],
             selected=self.selected == key,
             in_use=self.session.chosen_model == f"{row.backend}:{row.name}",
             downloading=self.downloads.active(row.backend, row.name),

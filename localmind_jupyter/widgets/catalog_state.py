@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..core.model_registry import human_size
 from ..errors import LocalMindError
 
 if TYPE_CHECKING:
+    from ..backends.contracts import BackendStatusInfo, CatalogRow, RegistryAnswer
     from ..core.model_loader import ModelLoader
 
 Key = tuple[str, str]
@@ -35,7 +36,7 @@ class Filters:
     search: str = ""
 
 
-def haystack(model: dict[str, Any]) -> str:
+def haystack(model: CatalogRow) -> str:
     """The text the search box looks in: name, description, parameters and tags."""
     parts = (model["name"], model.get("description"), model.get("parameters"), *model["tags"])
     return " ".join(str(x) for x in parts if x).lower()
@@ -58,7 +59,7 @@ def backend_problem(loader: ModelLoader, backend: str) -> str | None:
     return None
 
 
-def installed_entry(model: str) -> dict[str, Any]:
+def installed_entry(model: str) -> CatalogRow:
     """A row for a model just downloaded that the catalog does not list (until a refresh)."""
     return {
         "name": model,
@@ -77,13 +78,13 @@ class CatalogState:
     """Rows of every backend from a ``registry.available()`` answer, plus the selection."""
 
     def __init__(self) -> None:
-        self.result: dict[str, Any] | None = None
+        self.result: RegistryAnswer | None = None
         self.selected: Key | None = None
         #: (backend, model) -> the model as shown; insertion order is kept across reloads.
-        self.models: dict[Key, dict[str, Any]] = {}
+        self.models: dict[Key, CatalogRow] = {}
 
     # --- data -------------------------------------------------------------------------------
-    def set_data(self, result: dict[str, Any]) -> None:
+    def set_data(self, result: RegistryAnswer) -> None:
         """Take a new answer: known rows keep their place, new ones come last, gone ones go."""
         self.result = result
         wanted: set[Key] = set()
@@ -91,32 +92,36 @@ class CatalogState:
             for model in entry["models"]:
                 key = (backend, model["name"])
                 wanted.add(key)
-                self.models[key] = dict(model)
+                self.models[key] = model.copy()
         for key in [k for k in self.models if k not in wanted]:
             del self.models[key]
         if self.selected not in self.models:
             self.selected = None
 
     def backends(self) -> list[str]:
-        return list((self.result or {}).get("backends", {}))
+        return list(self.result["backends"]) if self.result is not None else []
 
-    def info(self, backend: str) -> dict[str, Any]:
-        """The backend's info (``get_backend_info()`` plus status), empty when unknown."""
+    def info(self, backend: str) -> BackendStatusInfo | None:
+        """The backend's info (``get_backend_info()`` plus status), None when unknown."""
         if self.result is None:
-            return {}
+            return None
         entry = self.result["backends"].get(backend)
-        return dict(entry["info"]) if entry else {}
+        return entry["info"].copy() if entry else None
 
     def downloads(self, backend: str, name: str | None = None) -> bool | None:
         """The declared ``downloads`` capability: the model's where it differs, else its
         backend's; None when the backend could not be built."""
-        capabilities = self.models.get((backend, name or ""), {}).get("capabilities")
+        row = self.models.get((backend, name or ""))
+        capabilities = row.get("capabilities") if row is not None else None
         if capabilities is None:
-            capabilities = self.info(backend).get("capabilities")
+            info = self.info(backend)
+            capabilities = info.get("capabilities") if info is not None else None
         return None if capabilities is None else bool(capabilities.get("downloads"))
 
     def kind(self, backend: str) -> str:
         info = self.info(backend)
+        if info is None:
+            return backend
         return str(info.get("display_name") or info.get("type") or backend)
 
     def mark_installed(self, backend: str, model: str, model_key: ModelKey) -> None:
@@ -205,7 +210,7 @@ class CatalogState:
             return f"The {kind} backend downloads no models: there is nothing to download."
         if self.models[self.selected]["installed"]:
             return f"{name} is already installed."
-        if info.get("available") is False:
+        if info is not None and info.get("available") is False:
             return f"{backend} is unavailable: {info.get('reason')}"
         if downloading(backend, name):
             return "Downloading: see the progress below."

@@ -30,7 +30,7 @@ class ModelManager(widgets.VBox):
     def __init__(
         self, *, session: KernelSession | None = None, autoload: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # ipywidgets is untyped
         self.session = session if session is not None else get_session()
         self.downloads = DownloadProgress(session=self.session)
         self.picker = BackendPicker(session=self.session, autoload=False)
@@ -63,7 +63,7 @@ class ModelManager(widgets.VBox):
         self.layout.max_width = "1100px"
         self.layout.padding = "8px 12px"
         self.layout.border = "1px solid var(--jp-border-color2, #e0e0e0)"
-        self.add_class("localmind-model-manager")
+        self.add_class("localmind-model-manager")  # type: ignore[no-untyped-call]  # ipywidgets is untyped
         if autoload:
             self.refresh()
 

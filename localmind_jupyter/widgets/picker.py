@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 from traitlets import Unicode
@@ -20,7 +20,10 @@ from . import _style as s
 from ._background import BackgroundJob
 from ._tree import close_tree
 
-Listener = Callable[[dict[str, Any]], None]
+if TYPE_CHECKING:
+    from ..backends.contracts import BackendStatusInfo, RegistryAnswer
+
+Listener = Callable[["RegistryAnswer"], None]
 
 CHECKING, AVAILABLE, UNAVAILABLE, DISABLED = "checking", "available", "unavailable", "disabled"
 _BADGE_KIND = {AVAILABLE: "ok", UNAVAILABLE: "error", DISABLED: "muted", CHECKING: "muted"}
@@ -35,7 +38,7 @@ class _BackendRow:
         self.name = name
         self.state = CHECKING
         self.reason: str | None = None
-        self.info: dict[str, Any] = {}
+        self.info: BackendStatusInfo | None = None
         self.button = widgets.Button(
             description=name,
             tooltip=f"Show the models of {name}",
@@ -51,8 +54,9 @@ class _BackendRow:
     def render(self, redact: s.Redactor) -> None:
         reason = redact(self.reason)
         label = {CHECKING: "checking…"}.get(self.state, self.state)
-        kind = self.info.get("display_name") or self.info.get("type") or ""
-        url = redact(self.info.get("base_url")) or "runs in this kernel"
+        info = self.info
+        kind = (info.get("display_name") or info.get("type") or "") if info is not None else ""
+        url = redact(info.get("base_url") if info is not None else None) or "runs in this kernel"
         parts = [
             s.badge(label, _BADGE_KIND[self.state], reason or None),
             f'<span style="{s.MUTED}">{s.esc(kind)}</span>',
@@ -81,9 +85,9 @@ class BackendPicker(widgets.VBox):
     def __init__(
         self, *, session: KernelSession | None = None, autoload: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # ipywidgets is untyped
         self.session = session if session is not None else get_session()
-        self.result: dict[str, Any] | None = None
+        self.result: RegistryAnswer | None = None
         self.rows: dict[str, _BackendRow] = {}
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
@@ -169,10 +173,16 @@ class BackendPicker(widgets.VBox):
             row = _BackendRow(name, self.choose)
             backend = status.backend
             row.info = {
+                "name": name,
                 "type": status.type,
-                "display_name": getattr(backend, "display_name", status.type),
-                "base_url": getattr(backend, "base_url", None),
+                "enabled": status.enabled,
+                "available": status.available,
+                "reason": status.reason,
+                "display_name": backend.display_name if backend is not None else status.type,
             }
+            base_url = getattr(backend, "base_url", None)
+            if isinstance(base_url, str):
+                row.info["base_url"] = base_url
             if not status.enabled:
                 row.state, row.reason = DISABLED, status.reason
             elif status.backend is None:
@@ -181,12 +191,12 @@ class BackendPicker(widgets.VBox):
             row.render(self.redact)
         self._rows_box.children = [row.box for row in self.rows.values()]
 
-    def _probe(self) -> dict[str, Any]:
+    def _probe(self) -> RegistryAnswer:
         result = self.session.registry.available(probe=True)
         self.redact = s.Redactor.from_session(self.session)  # the config may have been reloaded
         return result
 
-    def _probed(self, result: dict[str, Any] | None, error: BaseException | None) -> None:
+    def _probed(self, result: RegistryAnswer | None, error: BaseException | None) -> None:
         with self._lock:
             self.refresh_button.disabled = False
             self.refresh_button.description = "Refresh"
@@ -202,18 +212,18 @@ class BackendPicker(widgets.VBox):
             self.message.value = ""
             self.result = result
             for name, entry in result["backends"].items():
-                row = self.rows.get(name)
-                if row is None:  # configured after this picker was built
-                    row = self.rows[name] = _BackendRow(name, self.choose)
-                    self._rows_box.children = [*self._rows_box.children, row.box]
+                found = self.rows.get(name)
+                if found is None:  # configured after this picker was built
+                    found = self.rows[name] = _BackendRow(name, self.choose)
+                    self._rows_box.children = [*self._rows_box.children, found.box]
                 info = entry["info"]
-                row.info = info
-                row.reason = info.get("reason")
+                found.info = info
+                found.reason = info.get("reason")
                 if not info.get("enabled", True):
-                    row.state = DISABLED
+                    found.state = DISABLED
                 else:
-                    row.state = AVAILABLE if info.get("available") else UNAVAILABLE
-                row.render(self.redact)
+                    found.state = AVAILABLE if info.get("available") else UNAVAILABLE
+                found.render(self.redact)
         for callback in list(self._listeners):
             callback(result)
 

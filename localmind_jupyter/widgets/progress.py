@@ -224,7 +224,7 @@ class DownloadProgress(widgets.VBox):
         max_finished_rows: int = 50,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # ipywidgets is untyped
         self.session = session if session is not None else get_session()
         self.min_interval = min_interval
         self.max_finished_rows = max_finished_rows
