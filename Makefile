@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LOCALMIND_CACHE ?= $(CURDIR)/.cache/localmind
 NOTEBOOK ?= notebooks/01-quickstart.ipynb
 
-.PHONY: install demo ask notebooks lab lint format browser test screenshots benchmark clean
+.PHONY: install demo ask notebooks lab lint typecheck format browser test screenshots benchmark clean
 
 $(STAMP): pyproject.toml Makefile
 	@echo "==> creating $(VENV) and installing (torch 2.13.0 CPU first, then .[all,test], then the bundled model)"
@@ -54,6 +54,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy --strict over localmind_jupyter/ (configured in pyproject.toml): zero errors.
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -66,7 +70,7 @@ browser:
 	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "==> could not install chromium: the browser tests will skip"; [ -z "$$CI" ]; }; }
 
-test: lint browser
+test: lint typecheck browser
 	$(BIN)/python -m pytest
 
 # Tests save screenshots in the ignored .cache/screenshots; this refreshes the docs' images
@@ -79,4 +83,4 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

@@ -1,11 +1,15 @@
-"""The suite's own CI rules hold: a skip fails CI, a rewritten tracked file fails any run."""
+"""The suite's own CI rules hold: a skip fails CI, a rewritten tracked file fails any run,
+and `make test` type-checks the package strictly."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import tomllib
 
 from tests import _ci_policy
 from tests.conftest import REPO
@@ -102,3 +106,20 @@ def test_a_test_that_rewrites_a_tracked_file_fails(tmp_path: Path) -> None:
     run = _run(repo, body)
     assert run.returncode == 1, run.stdout
     assert "tests rewrote tracked files" in run.stdout and "image.png" in run.stdout
+
+
+def test_make_test_type_checks_the_package_strictly() -> None:
+    """``make test`` runs ``mypy --strict`` over the package: dropping it must be a visible edit."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    mypy = pyproject["tool"]["mypy"]
+    assert mypy["strict"] is True and mypy["files"] == ["localmind_jupyter"]
+    # Overrides may only describe untyped libraries, never silence the package's own errors.
+    for override in mypy.get("overrides", []):
+        assert not override.get("ignore_errors"), override
+    test_extra = pyproject["project"]["optional-dependencies"]["test"]
+    assert any(re.match(r"mypy\b", requirement) for requirement in test_extra)
+    makefile = (REPO / "Makefile").read_text()
+    test_target = re.search(r"^test:(.*)$", makefile, re.MULTILINE)
+    assert test_target is not None and "typecheck" in test_target.group(1).split()
+    recipe = re.search(r"^typecheck:.*\n\t(.+)$", makefile, re.MULTILINE)
+    assert recipe is not None and recipe.group(1).strip() == "$(BIN)/mypy"
