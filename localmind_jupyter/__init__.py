@@ -46,6 +46,8 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
 ]
 
 if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
     from .backends.base import BaseBackend, DownloadProgress, ModelResponse
     from .config import load_config
     from .core.model_loader import ModelLoader
@@ -62,14 +64,14 @@ if TYPE_CHECKING:
     from .widgets import ModelManager
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext localmind_jupyter`` (or ``c.InteractiveShellApp.extensions``)."""
     from .magics import load_ipython_extension as load
 
     load(ipython)
 
 
-def unload_ipython_extension(ipython: Any) -> None:
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
     from .magics import unload_ipython_extension as unload
 
     unload(ipython)

@@ -7,7 +7,7 @@ from typing import Any
 _EXTENSION_ATTR = "_localmind_magics"
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: Any) -> None:  # Any: IPython mistypes .configurables
     """``%load_ext localmind_jupyter``: register the magics; nothing heavy is imported."""
     if getattr(ipython, _EXTENSION_ATTR, None) is not None:
         return  # loaded twice: keep the first (its session and history)

@@ -16,9 +16,12 @@ import re
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import safe_display
+
+if TYPE_CHECKING:
+    from ..backends.base import ResponseStream
 
 FORMATS = ("markdown", "text", "code", "json", "html", "math")
 
@@ -116,7 +119,7 @@ class NotebookView:
         """The request failed before any answer: the waiting line becomes the message."""
         self._handle.update(_note_bundle(text, error=True), raw=True)
 
-    def on_piece(self, piece: str, stream: Any) -> None:
+    def on_piece(self, piece: str, stream: ResponseStream) -> None:
         """Called for every piece; renders at most ``max_rate`` times a second.
 
         The whole text is joined only when a render is due: joining on every piece
@@ -159,7 +162,7 @@ class TerminalView:
     Model text can carry escape sequences, so only its printable part reaches the terminal.
     """
 
-    def __init__(self, fmt: str, stream: Any = None) -> None:
+    def __init__(self, fmt: str, stream: TextIO | None = None) -> None:
         self.fmt = fmt
         self.out = stream or sys.stdout
         self.updates = 0
@@ -169,7 +172,7 @@ class TerminalView:
         sys.stderr.write(f"⚠ {safe_display.terminal_text(text)}\n")
         sys.stderr.flush()
 
-    def on_piece(self, piece: str, stream: Any) -> None:
+    def on_piece(self, piece: str, stream: ResponseStream) -> None:
         self.out.write(safe_display.terminal_text(piece))
         self.out.flush()
         self._shown += len(piece)

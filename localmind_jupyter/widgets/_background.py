@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Called on the job's thread with the result (None after an error) and the error or None.
+Done = Callable[[T | None, BaseException | None], None]
 
 
 class BackgroundJob:
@@ -28,11 +32,7 @@ class BackgroundJob:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    def start(
-        self,
-        work: Callable[[], Any],
-        done: Callable[[Any, BaseException | None], None],
-    ) -> bool:
+    def start(self, work: Callable[[], T], done: Done[T]) -> bool:
         """Start unless one is still running (a second click joins the first); True if started."""
         with self._lock:
             if self.running:
@@ -44,10 +44,8 @@ class BackgroundJob:
             thread.start()
         return True
 
-    def _run(
-        self, work: Callable[[], Any], done: Callable[[Any, BaseException | None], None]
-    ) -> None:
-        result: Any = None
+    def _run(self, work: Callable[[], T], done: Done[T]) -> None:
+        result: T | None = None
         error: BaseException | None = None
         try:
             result = work()

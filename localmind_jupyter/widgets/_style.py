@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import html
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..core.model_registry import human_size
 from ..secrets import redact, register_config
+
+if TYPE_CHECKING:
+    from ..session import KernelSession
 
 #: Base text style of every widget's HTML: the notebook's UI font, size and colour.
 FONT = (
@@ -123,7 +126,7 @@ class Redactor:
         self.secrets = tuple(secrets)
 
     @classmethod
-    def from_session(cls, session: Any) -> Redactor:
+    def from_session(cls, session: KernelSession) -> Redactor:
         # No config: the secrets already registered and the environment's still count.
         with contextlib.suppress(Exception):
             register_config(session.loader.config)
