@@ -77,7 +77,9 @@ def test_answer_streams_through_display_updates(kernel, ollama_server):
     updates = [m for m in answer if m["msg_type"] == "update_display_data"]
     assert len(updates) >= 4, "the answer did not appear piece by piece"
     texts = [m["content"]["data"]["text/plain"] for m in updates]
-    assert len(set(texts)) == len(texts), "an update repeated the same text"
+    # The last update carries the final metadata (stats, stopped) and may repeat the text
+    # of the update before it, when the last piece was drawn just before the end.
+    assert len(set(texts[:-1])) == len(texts) - 1, "a streamed update repeated the same text"
     final = updates[-1]["content"]
     expected = "".join(ollama_server.reply_pieces)
     assert final["data"]["text/plain"] == expected
