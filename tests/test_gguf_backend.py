@@ -9,6 +9,7 @@ serving the bundled file.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,8 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from localmind_jupyter.backends import _embedded  # noqa: E402
-from localmind_jupyter.backends import gguf as gguf_module  # noqa: E402
+from localmind_jupyter.backends import _embedded, _gguf_generate  # noqa: E402
 from localmind_jupyter.backends.base import DownloadProgress  # noqa: E402
 from localmind_jupyter.backends.gguf import GGUFBackend  # noqa: E402
 from localmind_jupyter.errors import (  # noqa: E402
@@ -128,12 +128,12 @@ def test_import_and_cheap_calls_do_not_import_llama_cpp() -> None:
 def test_missing_llama_cpp_is_reported_with_the_install_hint(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = gguf_module.importlib.util.find_spec
+    real = importlib.util.find_spec
 
     def no_llama(name: str, *args: object) -> object:
         return None if name == "llama_cpp" else real(name, *args)
 
-    monkeypatch.setattr(gguf_module.importlib.util, "find_spec", no_llama)
+    monkeypatch.setattr(importlib.util, "find_spec", no_llama)
     b = GGUFBackend()
     ok, reason = b.check_availability()
     assert ok is False and reason is not None
@@ -220,7 +220,7 @@ def test_stream_pieces_and_stats(backend: GGUFBackend) -> None:
     assert response.finish_reason in {"stop", "length"}
 
 
-def _counts(backend: GGUFBackend) -> gguf_module._Counts:
+def _counts(backend: GGUFBackend) -> _gguf_generate.Counts:
     loaded = backend._get_loaded(EMB)
     assert loaded.last_counts is not None
     return loaded.last_counts
@@ -356,7 +356,7 @@ def test_download_reports_bytes_and_the_file_is_listed(
     fetched = {r.path.rsplit("/", 1)[-1] for r in hub.file_requests()}
     assert fetched == {HUB_FILE}, "only the one GGUF file is fetched"
     assert HUB_NAME in hub_backend.list_models()
-    if gguf_module.importlib.util.find_spec("llama_cpp") is not None:
+    if importlib.util.find_spec("llama_cpp") is not None:
         response = hub_backend.generate(PARIS, HUB_NAME, max_tokens=8)
         assert response.completion_tokens == 8 or response.finish_reason == "stop"
 

@@ -138,8 +138,8 @@ def _convert(source: Path, target: Path, progress: Callable[[str], None]) -> Non
     model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
     # A GGUF-loaded model refuses save_pretrained ("quantized with gguf and is not
     # serializable") although its weights are plain float tensors by now: drop the marks.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
 

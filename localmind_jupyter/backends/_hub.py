@@ -1,4 +1,4 @@
-"""Hugging Face Hub downloads shared by the backends that fetch from the Hub.
+"""Hugging Face Hub downloads and cache reads shared by the backends that use the Hub.
 
 ``huggingface_hub`` reports progress only through a tqdm class; ours is silent (no
 bar in the cell), forwards bytes to a ``DownloadProgress`` callback and aborts the
@@ -8,10 +8,13 @@ transfer from inside when the ``cancel`` event is set.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DownloadError
+
+if TYPE_CHECKING:
+    from huggingface_hub import CachedRevisionInfo
 
 
 class DownloadCancelled(Exception):
@@ -37,7 +40,7 @@ def silent_tqdm(
     """
     from tqdm import tqdm  # the plain class: tqdm.auto may pick the notebook widget one
 
-    class Silent(tqdm):  # type: ignore[misc]
+    class Silent(tqdm):  # type: ignore[type-arg]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self.label = str(kwargs.get("desc") or "")
             self.start = int(kwargs.get("initial") or 0)
@@ -102,3 +105,28 @@ def download_error(repo_id: str, exc: Exception) -> DownloadError:
     if http := first(hf_errors.HfHubHTTPError):
         return DownloadError(f"the Hub refused the download of '{repo_id}': {http}")
     return DownloadError(f"downloading '{repo_id}' failed: {type(exc).__name__}: {exc}")
+
+
+def cached_file(repo_id: str, filename: str, cache_dir: str | None) -> str | None:
+    """The cached path of one file of a Hub repository; None when not cached (or unreadable)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
+    except Exception:  # noqa: BLE001 - a malformed cache is "not cached"
+        return None
+    return found if isinstance(found, str) else None
+
+
+def cached_revisions(cache_dir: str | None) -> Iterator[tuple[str, CachedRevisionInfo]]:
+    """(repo id, revision) of every model repository in the Hub cache; none if it is unreadable."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        info = scan_cache_dir(cache_dir)
+    except Exception:  # noqa: BLE001 - no cache folder (CacheNotFound) or an unreadable one
+        return
+    for repo in info.repos:
+        if repo.repo_type == "model":
+            for revision in repo.revisions:
+                yield repo.repo_id, revision

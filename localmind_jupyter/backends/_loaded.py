@@ -14,7 +14,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 
 class _Source(Protocol):
-    key: str
+    """What a resolved model name must offer: its cache key (read-only: sources are frozen)."""
+
+    @property
+    def key(self) -> str: ...
 
 
 S = TypeVar("S", bound=_Source)
@@ -22,6 +25,8 @@ T = TypeVar("T")
 
 
 class LoadedModels(Generic[S, T]):
+    """The models in memory, by resolved key; ``get`` loads on a miss, once per model."""
+
     def __init__(self, capacity: int, release: Callable[[T], Any] | None = None) -> None:
         self.capacity = capacity
         self._release = release
@@ -42,6 +47,10 @@ class LoadedModels(Generic[S, T]):
         if found is not None:
             return found
         source = resolve(name)
+        with self._lock:  # a new spelling of a loaded model: no wait behind another load
+            found = self._hit(source.key, name)
+        if found is not None:
+            return found
         with self._load_lock:
             with self._lock:  # another thread may have loaded it while we waited
                 found = self._hit(source.key, name)

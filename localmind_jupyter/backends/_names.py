@@ -49,3 +49,12 @@ GGUF_HINT = (
 def is_hub_id(name: str) -> bool:
     """``owner/name``: what ``%localmind pull NAME`` hands to a Hub backend."""
     return name.count("/") == 1 and TRANSFORMERS_NAME.fullmatch(name) is not None
+
+
+#: ``owner/name`` as the Hub spells repository ids; ``..`` is refused separately.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def is_repo_id(name: str) -> bool:
+    """A Hub repository id a download or a cache look-up may be given (no ``..``, no ``.git``)."""
+    return bool(_REPO_ID.match(name)) and ".." not in name and not name.endswith(".git")

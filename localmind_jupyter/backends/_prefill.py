@@ -5,7 +5,7 @@ only between decoding steps, and the prompt pass is one forward call that runs f
 minutes on a long prompt. Two things bound it:
 
 * a prompt longer than the model's context window is refused before any compute, as
-  llama.cpp refuses it (``check_context``);
+  llama.cpp refuses it (``_local_engine.check_context``);
 * the prompt is run through the model in chunks of ``CHUNK`` tokens into a KV cache that
   ``generate`` then continues (``prefill``), so no single attention call covers the whole
   prompt; forward pre-hooks on the modules of the model's blocks check the generating
@@ -24,8 +24,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
-
-from ..errors import OptionError
 
 #: Config fields that name the longest sequence a model's positions cover, by architecture.
 _WINDOW_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
@@ -51,15 +49,6 @@ def context_window(model: Any) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
-
-
-def check_context(prompt_tokens: int, window: int | None, model: str) -> None:
-    """Refuse a prompt that fills the context window, before it costs any compute."""
-    if window is not None and prompt_tokens >= window:
-        raise OptionError(
-            f"Requested tokens ({prompt_tokens}) exceed context window of {window} of model "
-            f"'{model}'; shorten the prompt (or the history sent with it)"
-        )
 
 
 def install_cancel_checks(model: Any) -> None:
