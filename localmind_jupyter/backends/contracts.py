@@ -172,6 +172,8 @@ class BackendState(TypedDict):
 
 
 class BackendStateEntry(BackendState):
+    """One backend of ``GET backends``: its state and what it says of itself."""
+
     info: BackendInfo | BackendName
 
 
