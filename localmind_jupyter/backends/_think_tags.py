@@ -8,9 +8,11 @@ pieces included, holding back only what may be the start of a tag.
 
 from __future__ import annotations
 
-from ._stream import Thinking
+from collections.abc import Generator
 
-__all__ = ["ThinkSplitter"]
+from ._response import Delta, Thinking
+
+__all__ = ["ThinkSplitter", "split_think_tags"]
 
 OPEN, CLOSE = "<think>", "</think>"
 
@@ -90,3 +92,19 @@ class ThinkSplitter:
                 return
             self._answered = True
         out.append(text)
+
+
+def split_think_tags(
+    source: Generator[Delta, None, None], opened: bool = False
+) -> Generator[Delta, None, None]:
+    """``source`` with its ``<think>`` trace as ``Thinking``; closing this closes ``source``."""
+    splitter = ThinkSplitter(opened)
+    try:
+        for delta in source:
+            if isinstance(delta, str):
+                yield from splitter.feed(delta)
+            else:
+                yield delta
+        yield from splitter.flush()
+    finally:
+        source.close()
