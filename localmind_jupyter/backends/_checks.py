@@ -36,10 +36,34 @@ def check_generic_name(name: str, what: str = "model name", *, spaces: bool = Fa
         raise ModelNameError(f"the {what} contains whitespace ({name!r}); model ids have none")
 
 
-def refuse_unsupported(capabilities: Capabilities, display_name: str, seed: object) -> None:
+def refuse_unsupported(
+    capabilities: Capabilities,
+    display_name: str,
+    seed: object,
+    *,
+    schema: object = None,
+    json_mode: bool = False,
+    think: object = None,
+    model: str = "",
+) -> None:
     """An option the backend declared it cannot honour fails loudly instead of being dropped."""
     if seed is not None and not capabilities.seed:
         raise OptionError(
             f"the {display_name} backend does not support seed: its sampling cannot be made "
             "reproducible; leave seed out (temperature=0 gives the most repeatable answers)"
+        )
+    which = (
+        f"the model {model!r} of the {display_name} backend"
+        if model
+        else (f"the {display_name} backend")
+    )
+    if (schema is not None or json_mode) and not capabilities.json_schema:
+        what = "schema" if schema is not None else "json_mode"
+        raise OptionError(
+            f"{which} cannot constrain its output to JSON, so {what} is refused rather than "
+            "hoped for; pick a backend whose capabilities list json_schema (%localmind backends)"
+        )
+    if think not in (None, False) and not capabilities.thinking:
+        raise OptionError(
+            f"{which} has no separate thinking; leave think out, or pick a reasoning model"
         )

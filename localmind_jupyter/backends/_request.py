@@ -14,11 +14,27 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..errors import OptionError
+from ._schema import OutputSchema, output_schema
 
 #: Options every backend understands, mapped to each backend's own names.
 COMMON_OPTIONS: frozenset[str] = frozenset(
-    {"system", "messages", "temperature", "max_tokens", "top_p", "seed", "stop"}
+    {
+        "system",
+        "messages",
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "seed",
+        "stop",
+        "schema",
+        "json_mode",
+        "think",
+        "options",
+    }
 )
+
+#: ``think``'s levels, besides True and False (Ollama's, OpenAI's ``reasoning_effort``).
+THINK_LEVELS: tuple[str, ...] = ("low", "medium", "high")
 
 #: The largest seed: every engine takes 0..2**31-1 as it is (llama.cpp's seed is a uint32
 #: whose 0xFFFFFFFF means "random", Ollama's a Go int, torch's an int64, OpenAI's an integer).
@@ -49,6 +65,13 @@ class GenerationRequest(BaseModel):
     top_p: float | None = None
     seed: int | None = None
     stop: list[str] = []
+    #: Structured output: the answer must validate against it (``ModelResponse.parsed``).
+    #: (The option is ``schema``; pydantic's ``BaseModel`` has a ``schema`` of its own.)
+    output_schema: OutputSchema | None = None
+    #: Any JSON object, where the engine has such a mode (Ollama ``format: json``).
+    json_mode: bool = False
+    #: Reasoning: on, off, or a level; None leaves it to the model.
+    think: bool | str | None = None
     extra: dict[str, Any] = {}
 
     @classmethod
@@ -71,6 +94,9 @@ class GenerationRequest(BaseModel):
         if not fields.get("messages", True):
             del fields["messages"]  # an empty value means no earlier turns, as before
         extra = {k: v for k, v in options.items() if k in extra_allowed}
+        extra.update(_passthrough(fields.pop("options", None), extra, extra_allowed))
+        if "schema" in fields:
+            fields["output_schema"] = fields.pop("schema")
         try:
             return cls(prompt=prompt, model=model, extra=extra, **fields)
         except ValidationError as exc:
@@ -151,6 +177,25 @@ class GenerationRequest(BaseModel):
             )
         return value
 
+    @field_validator("output_schema", mode="before")
+    @classmethod
+    def _schema(cls, value: Any) -> Any:
+        return output_schema(value)
+
+    @field_validator("json_mode", mode="before")
+    @classmethod
+    def _json_mode(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"json_mode must be True or False, got {value!r:.40}")
+        return value
+
+    @field_validator("think", mode="before")
+    @classmethod
+    def _think(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value in THINK_LEVELS:
+            return value
+        raise ValueError(f"think must be True, False, 'low', 'medium' or 'high', got {value!r:.40}")
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop(cls, value: Any) -> Any:
@@ -158,6 +203,26 @@ class GenerationRequest(BaseModel):
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
             raise ValueError("stop must be a non-empty string or a list of non-empty strings")
         return list(stops)
+
+
+def _passthrough(
+    given: Any, explicit: Mapping[str, Any], allowed: frozenset[str]
+) -> dict[str, Any]:
+    """``options={...}``: the backend's own knobs, by the names it declares it takes."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping) or not all(isinstance(k, str) for k in given):
+        raise OptionError(f"options must be a dict of option names to values, got {given!r:.60}")
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise OptionError(
+            f"unknown backend option(s) {', '.join(unknown)}; this backend takes: {takes}"
+        )
+    twice = sorted(set(given) & set(explicit))
+    if twice:
+        raise OptionError(f"option(s) {', '.join(twice)} given twice, in options and by name")
+    return dict(given)
 
 
 def _shown(value: Any) -> str:

@@ -18,70 +18,27 @@ import threading
 import time
 import weakref
 from collections.abc import Generator, Iterator
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError, LocalMindError
+from ._answer import budget_warning, validated
+from ._response import Delta, ModelResponse, Started, Thinking, Usage
 from ._stops import StopMatcher
 
+if TYPE_CHECKING:
+    from ._schema import OutputSchema
 
-@dataclass
-class ModelResponse:
-    """One finished answer, with the same statistics whatever backend produced it."""
-
-    text: str
-    model: str
-    backend: str
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    time_to_first_token: float | None = None
-    duration: float | None = None
-    tokens_per_second: float | None = None
-    #: True when the server sent no token count and the streamed pieces were counted instead.
-    tokens_approximate: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Started:
-    """Yielded once, first: the request is sent, so later failures are mid-answer ones.
-
-    ``cancel``: an event the engine's compute checks; ``ResponseStream.cancel()`` sets it
-    from any thread. ``clock_from_read``: the engine computes only when read, so time
-    counts from the first read rather than from ``generate_stream()``.
-    """
-
-    cancel: threading.Event | None = None
-    clock_from_read: bool = False
-
-
-@dataclass(frozen=True)
-class Thinking:
-    """A piece of the model's reasoning, kept apart from the answer's text."""
-
-    text: str
-
-
-@dataclass
-class Usage:
-    """What the engine reports; the last one yielded counts, read when the stream ends.
-
-    An engine whose counters grow while it computes may yield one early and update it in
-    place (even in its ``finally``), so a cancelled answer still says what it cost.
-    """
-
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    finish_reason: str | None = None
-    #: Decode speed, when the engine measures it better than the stream's clock.
-    tokens_per_second: float | None = None
-
-
-#: What a backend's ``deltas()`` yields.
-Delta = str | Thinking | Usage | Started
+__all__ = [
+    "Delta",
+    "ModelResponse",
+    "ResponseStream",
+    "Started",
+    "StopMatcher",
+    "StreamTimer",
+    "Thinking",
+    "Usage",
+    "open_stream",
+]
 
 
 class ResponseStream:
@@ -160,6 +117,8 @@ class StreamTimer:
         self.first: float | None = None
         self._stream = weakref.ref(stream) if stream is not None else None
         self.pieces: list[str] = stream.pieces if stream is not None else []
+        #: With ``schema=``: what the finished answer is validated against.
+        self.schema: OutputSchema | None = None
 
     @property
     def text(self) -> str:
@@ -185,6 +144,7 @@ class StreamTimer:
         prompt_tokens: int | None,
         completion_tokens: int | None,
         tokens_per_second: float | None = None,
+        thinking_tokens: int | None = None,
     ) -> ModelResponse | None:
         """Record the response on the stream (if anyone still holds it).
 
@@ -216,7 +176,10 @@ class StreamTimer:
             duration=end - self.start,
             tokens_per_second=tokens_per_second,
             tokens_approximate=approximate,
+            thinking=stream.thinking or None,
+            thinking_tokens=thinking_tokens,
         )
+        response.warning = budget_warning(response)
         stream.response = response
         return response
 
@@ -230,7 +193,11 @@ class StreamTimer:
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 tokens_per_second=usage.tokens_per_second,
+                thinking_tokens=usage.thinking_tokens,
             )
+        stream = self._stream() if self._stream is not None else None
+        if self.schema is not None and stream is not None and stream.response is not None:
+            stream.response.parsed = validated(self.schema, stream.response)
 
 
 _NOTHING: Any = object()
@@ -241,10 +208,13 @@ def open_stream(
     model: str,
     backend: str,
     stops: list[str] | None = None,
+    schema: OutputSchema | None = None,
 ) -> ResponseStream:
-    """Run ``source`` up to ``Started`` and wrap it; ``stops``: strings the base cuts at."""
+    """Run ``source`` up to ``Started`` and wrap it; ``stops``: strings the base cuts at;
+    ``schema``: what the finished answer must validate against (into ``parsed``)."""
     stream = ResponseStream(model, backend)
     timer = StreamTimer(stream)
+    timer.schema = schema
     first = next(source, _NOTHING)  # set-up errors (no such model, refused) raise here
     started = first if isinstance(first, Started) else None
     if started is not None:

@@ -26,6 +26,7 @@ from ._stream import (
     Usage,
     open_stream,
 )
+from ._think_tags import split_think_tags
 from .capabilities import Capabilities
 
 if TYPE_CHECKING:
@@ -157,6 +158,9 @@ class BaseBackend:
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: False for engines that cannot stop on strings: the base then cuts the text itself.
     stops_on_strings: ClassVar[bool] = True
+    #: True for engines that leave a reasoning model's ``<think>…</think>`` in the text:
+    #: the base then splits the trace out as ``Thinking``.
+    think_tags: ClassVar[bool] = False
     #: Packages ``check_availability`` imports on first use; the loader imports them one at
     #: a time before probing in parallel (concurrent first imports can see half a module).
     probe_modules: ClassVar[tuple[str, ...]] = ()
@@ -228,7 +232,16 @@ class BaseBackend:
         from ._request import GenerationRequest
 
         request = GenerationRequest.build(prompt, model, kwargs, self.extra_options)
-        refuse_unsupported(self.model_capabilities(model), self.display_name, request.seed)
+        own = self.model_capabilities(model)
+        refuse_unsupported(
+            own,
+            self.display_name,
+            request.seed,
+            schema=request.output_schema,
+            json_mode=request.json_mode,
+            think=request.think,
+            model=model if own != self.capabilities else "",
+        )
         return request
 
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
@@ -243,7 +256,10 @@ class BaseBackend:
         """Validate, start ``deltas()`` up to ``Started``, and keep the books of the rest."""
         request = self.build_request(prompt, model, **kwargs)
         stops = None if self.stops_on_strings else request.stop
-        return open_stream(self.deltas(request), model, self.name, stops)
+        source = self.deltas(request)
+        if self.think_tags:
+            source = split_think_tags(source)
+        return open_stream(source, model, self.name, stops, request.output_schema)
 
     def generate(self, prompt: str, model: str, **kwargs: Any) -> ModelResponse:
         """Drain the stream: one code path for both, so stats and errors cannot drift apart."""
