@@ -94,7 +94,7 @@ def test_every_builtin_backend_declares_its_capabilities():
     # Nothing implements images yet: declaring them would make a front end offer them.
     assert not any(c.images for c in declared.values())
     # Mapped natively (format/think; output_config/thinking): declared, so offered.
-    assert all(declared[n].json_schema and declared[n].thinking for n in ("ollama",))
+    assert all(declared[n].json_schema and declared[n].thinking for n in ("ollama", "anthropic"))
 
 
 def test_a_backend_without_download_model_never_offers_downloads():
