@@ -346,3 +346,20 @@ def test_closing_while_thinking_stops_the_request(server):
     assert server.disconnected.wait(5), "the server never saw the client leave"
     assert server.chunks_sent < 100
     assert stream.response is not None and stream.response.finish_reason == "cancelled"
+
+
+def test_closing_objects_touches_schemas_only_not_data():
+    from localmind_jupyter.backends._anthropic_params import closed_objects
+
+    schema = {
+        "type": "array",
+        "items": {"type": "object", "properties": {"tag": {"enum": [{"type": "object"}]}}},
+        "default": [{"type": "object"}],
+    }
+    closed = closed_objects(schema)
+    assert closed["items"]["additionalProperties"] is False
+    assert closed["items"]["properties"]["tag"] == {"enum": [{"type": "object"}]}
+    assert closed["default"] == [{"type": "object"}]
+    assert "additionalProperties" not in schema["items"]  # the user's schema is left alone
+    explicit = {"type": "object", "additionalProperties": {"type": "string"}}
+    assert closed_objects(explicit) == explicit  # said otherwise: the API will say why not

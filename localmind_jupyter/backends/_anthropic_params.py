@@ -93,19 +93,28 @@ def output(request: GenerationRequest) -> dict[str, Any]:
     return {"tools": [tool], "tool_choice": {"type": "tool", "name": JSON_TOOL}}
 
 
+#: Keywords whose value is a schema or a list of schemas (not data, such as ``enum``).
+_SUBSCHEMAS: tuple[str, ...] = ("items", "prefixItems", "anyOf", "oneOf", "allOf", "not")
+_SUBSCHEMAS += ("contains", "if", "then", "else", "additionalItems")
+#: Keywords whose value maps names to schemas.
+_NAMED_SUBSCHEMAS = ("properties", "$defs", "definitions", "patternProperties")
+
+
 def closed_objects(schema: Any) -> Any:
     """A copy with ``additionalProperties: false`` on each object that does not say."""
     if isinstance(schema, list):
         return [closed_objects(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    closed = {key: closed_objects(value) for key, value in schema.items()}
-    for key in ("properties", "$defs", "definitions", "patternProperties"):
-        if isinstance(schema.get(key), dict):  # names, not schemas, at this level
+    closed = dict(schema)
+    for key in _SUBSCHEMAS:
+        if key in schema:
+            closed[key] = closed_objects(schema[key])
+    for key in _NAMED_SUBSCHEMAS:
+        if isinstance(schema.get(key), dict):
             closed[key] = {name: closed_objects(sub) for name, sub in schema[key].items()}
-    is_object = schema.get("type") == "object" or (
-        isinstance(schema.get("type"), list) and "object" in schema["type"]
-    )
+    kind = schema.get("type")
+    is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
     if (is_object or "properties" in schema) and "additionalProperties" not in schema:
         closed["additionalProperties"] = False
     return closed
