@@ -165,7 +165,7 @@ def test_bad_options_fail_before_any_request(ollama_server):
     with pytest.raises(OptionError, match="max_tokens"):
         backend.generate("hi", "smollm:135m", max_tokens=0)
     with pytest.raises(OptionError, match="unknown option"):
-        backend.generate("hi", "smollm:135m", num_ctx=4096)
+        backend.generate("hi", "smollm:135m", num_gpu=1)
     assert not [r for r in ollama_server.requests if r[1] == "/api/chat"]
 
 

@@ -1,4 +1,5 @@
-"""Ollama's own generation options (``keep_alive``, ``format``), checked before sending.
+"""Ollama's own generation options (``keep_alive``, ``format``, ``num_ctx``), checked
+before sending, and the common structured-output options that ``format`` would clash with.
 
 Ollama refuses a bad value with an HTTP 400 whose text names Go types
 ("Unsupported type: 'bool'"); checking here gives an ``OptionError`` that says
@@ -10,9 +11,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError
+
+if TYPE_CHECKING:
+    from ._request import GenerationRequest
 
 # Go's time.ParseDuration: one or more <number><unit>, an optional sign, or a bare "0".
 _DURATION = re.compile(r"[-+]?(?:0|(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)")
@@ -49,7 +53,30 @@ def check_format(value: Any) -> None:
     )
 
 
+def check_num_ctx(value: Any) -> None:
+    """The context window Ollama loads the model with: a positive whole number of tokens."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(
+            f"num_ctx must be a positive whole number of tokens, e.g. 8192; got {_shown(value)}"
+        )
+
+
 def check_options(extra: Mapping[str, Any]) -> None:
     """Every Ollama-only option in ``extra`` (the backend's ``extra_options``)."""
     check_keep_alive(extra.get("keep_alive"))
     check_format(extra.get("format"))
+    check_num_ctx(extra.get("num_ctx"))
+
+
+def check_structured(request: GenerationRequest) -> None:
+    """``format`` is where Ollama takes a schema: one of the two ways, not both."""
+    if request.extra.get("format") is None:
+        return
+    if request.output_schema is not None or request.json_mode:
+        which = "schema" if request.output_schema is not None else "json_mode"
+        raise OptionError(
+            f"format and {which} both set Ollama's format; give one: {which} "
+            "(works on every backend) or format (Ollama only)"
+        )

@@ -62,6 +62,8 @@ class ChatOptions(TypedDict, total=False):
     seed: int
     num_predict: int
     stop: list[str]
+    #: The context window the model is loaded with (a pass-through option).
+    num_ctx: int
 
 
 class ChatBody(TypedDict, total=False):
@@ -72,7 +74,10 @@ class ChatBody(TypedDict, total=False):
     stream: bool
     options: ChatOptions
     keep_alive: str | float
+    #: ``"json"``: any JSON; a JSON schema: output constrained to it.
     format: Literal["json"] | dict[str, Any]
+    #: On, off, or a level (gpt-oss); absent: the model's default.
+    think: bool | str
 
 
 class PullBody(TypedDict):
@@ -105,14 +110,22 @@ def chat_body(request: GenerationRequest, keep_alive: str | float | None) -> Cha
         options["num_predict"] = request.max_tokens
     if request.stop:
         options["stop"] = request.stop
+    if request.extra.get("num_ctx") is not None:
+        options["num_ctx"] = request.extra["num_ctx"]
     body: ChatBody = {"model": request.model, "messages": request.chat_messages(), "stream": True}
     if options:
         body["options"] = options
     keep_alive = request.extra.get("keep_alive", keep_alive)
     if keep_alive is not None:
         body["keep_alive"] = keep_alive
-    if "format" in request.extra:
+    if request.output_schema is not None:
+        body["format"] = request.output_schema.json_schema
+    elif request.json_mode:
+        body["format"] = "json"
+    elif request.extra.get("format") is not None:
         body["format"] = request.extra["format"]
+    if request.think is not None:
+        body["think"] = request.think
     return body
 
 

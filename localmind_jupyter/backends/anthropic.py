@@ -4,6 +4,8 @@ The Messages API differs from OpenAI's Chat Completions in ways this backend hid
 the system prompt is a top-level ``system`` field, ``max_tokens`` is required (the
 ``max_tokens`` setting gives the default), stop strings are ``stop_sequences``, and
 ``seed`` does not exist, so asking for one is an ``OptionError`` rather than silence.
+``schema``, ``json_mode`` and ``think`` map as ``_anthropic_params`` says (structured
+outputs, a forced tool, extended thinking); thinking blocks stream as ``Thinking``.
 The client, availability, listing and error translation are ``RemoteAPIBackend``'s.
 """
 
@@ -15,8 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError, OptionError
+from . import _anthropic_params as structured
 from ._remote_api import RemoteAPIBackend, RemoteAPISettings, SDKErrors
-from .base import Delta, Started, Usage
+from .base import Delta, Started, Thinking, Usage
 from .capabilities import Capabilities
 
 if TYPE_CHECKING:
@@ -34,6 +37,8 @@ FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "max_tokens": "length",
+    # The only tool this backend offers is the forced one whose input is the answer.
+    "tool_use": "stop",
 }
 
 
@@ -47,7 +52,10 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
     type_name = "anthropic"
     display_name = "Anthropic"
     #: Remote models; the Messages API has no seed, so ``seed`` is refused, not dropped.
-    capabilities = Capabilities(downloads=False, streaming=True, seed=False)
+    #: Structured outputs and extended thinking: a model without them answers HTTP 400.
+    capabilities = Capabilities(
+        downloads=False, streaming=True, seed=False, json_schema=True, thinking=True
+    )
     probe_modules = ("anthropic", "httpcore", "httpcore2", "opentelemetry.propagate")
     Settings = AnthropicSettings
     settings: AnthropicSettings
@@ -131,12 +139,17 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
                 systems.append(turn["content"])
             else:
                 messages.append(turn)
+        limit = structured.max_tokens(request, self.settings.max_tokens)
+        thinking = structured.thinking(request, limit)
         params: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
-            "max_tokens": request.max_tokens or self.settings.max_tokens,
+            "max_tokens": limit,
             "stream": True,
+            **structured.output(request),
         }
+        if thinking is not None:
+            params["thinking"] = thinking
         if systems:
             params["system"] = "\n\n".join(systems)
         # anthropic>=1 dropped these keyword arguments; the API still takes them (on models
@@ -163,13 +176,21 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
             raise self._translate(exc, request.model) from None
         usage = Usage()
         finished = False
+        json_tool = "tool_choice" in params  # the forced tool's input is the answer
         try:
             yield Started()
             for event in events:
                 if event.type == "content_block_delta":
-                    text = getattr(event.delta, "text", None)  # tool input deltas carry none
-                    if isinstance(text, str) and text:
-                        yield text
+                    delta = event.delta
+                    if delta.type == "text_delta":
+                        if delta.text:
+                            yield delta.text
+                    elif delta.type == "thinking_delta":
+                        if delta.thinking:
+                            yield Thinking(delta.thinking)
+                    elif delta.type == "input_json_delta" and json_tool and delta.partial_json:
+                        yield delta.partial_json
+                    # signature_delta (and citations) carry nothing to show
                 elif event.type == "message_start":
                     usage.prompt_tokens = _prompt_tokens(event.message.usage)
                     usage.completion_tokens = _count(event.message.usage, "output_tokens")
@@ -178,6 +199,7 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
                     output_tokens = _count(event.usage, "output_tokens")
                     if output_tokens is not None:
                         usage.completion_tokens = output_tokens
+                    usage.thinking_tokens = _thinking_tokens(event.usage, usage.thinking_tokens)
                     if _count(event.usage, "input_tokens") is not None:
                         usage.prompt_tokens = _prompt_tokens(event.usage)
                 elif event.type == "message_stop":
@@ -210,6 +232,13 @@ def _count(usage: APIUsage | MessageDeltaUsage, name: str) -> int | None:
     """A token count of ``usage``; older SDKs lack some fields, servers may send null."""
     value = getattr(usage, name, None)
     return value if isinstance(value, int) else None
+
+
+def _thinking_tokens(usage: MessageDeltaUsage, before: int | None) -> int | None:
+    """Output tokens spent thinking, where the API breaks them out."""
+    details = getattr(usage, "output_tokens_details", None)
+    value = getattr(details, "thinking_tokens", None)
+    return value if isinstance(value, int) else before
 
 
 def _prompt_tokens(usage: APIUsage | MessageDeltaUsage) -> int | None:

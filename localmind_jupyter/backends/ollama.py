@@ -19,7 +19,7 @@ from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNo
 from . import _ollama_names
 from . import _ollama_wire as wire
 from ._ollama_host import DEFAULT_BASE_URL, DEFAULT_PORT, normalize_host, split_credentials
-from ._ollama_options import check_options
+from ._ollama_options import check_options, check_structured
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -27,6 +27,7 @@ from .base import (
     DownloadProgress,
     ProgressCallback,
     Started,
+    Thinking,
 )
 from .capabilities import Capabilities
 
@@ -65,9 +66,13 @@ class OllamaBackend(BaseBackend):
     type_name = "ollama"
     display_name = "Ollama"
     Settings = OllamaSettings
-    extra_options = frozenset({"keep_alive", "format"})
+    extra_options = frozenset({"keep_alive", "format", "num_ctx"})
     probe_modules = ("httpx", "httpcore")
-    capabilities = Capabilities(downloads=True, streaming=True, seed=True)
+    #: ``format`` constrains the output to a schema; ``think`` and ``message.thinking``
+    #: carry the trace (a model that cannot think is refused by Ollama, see ``_raise_for_status``).
+    capabilities = Capabilities(
+        downloads=True, streaming=True, seed=True, json_schema=True, thinking=True
+    )
     settings: OllamaSettings
 
     def validate_model_name(self, name: str) -> str:
@@ -176,6 +181,12 @@ class OllamaBackend(BaseBackend):
                 f"'{model}' is not a valid Ollama model name (expected name or name:tag, "
                 "e.g. llama3.2:1b)"
             )
+        if status == 400 and "does not support thinking" in message:
+            raise OptionError(
+                f"the Ollama model '{model}' does not support thinking — leave think out "
+                "(or pass think=False), or pick a thinking model such as qwen3 or "
+                "deepseek-r1"
+            )
         if "must be of type" in message:
             raise OptionError(f"Ollama rejected an option: {message}")
         raise GenerationError(f"Ollama answered HTTP {status}: {message}")
@@ -245,9 +256,11 @@ class OllamaBackend(BaseBackend):
         return {**super().get_backend_info(), "base_url": self.base_url, "version": self._version}
 
     def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:
-        """The common options, then Ollama's own (keep_alive, format) before any request."""
+        """The common options, then Ollama's own (keep_alive, format, num_ctx) before any
+        request; ``format`` clashes with ``schema`` / ``json_mode``, which set it too."""
         request = super().build_request(prompt, model, **kwargs)
         check_options(request.extra)
+        check_structured(request)
         return request
 
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
@@ -277,8 +290,11 @@ class OllamaBackend(BaseBackend):
                             raise GenerationError(
                                 f"Ollama reported an error mid-answer: {chunk['error']}"
                             )
-                    elif message["content"]:
-                        yield message["content"]
+                    else:
+                        if message.get("thinking"):
+                            yield Thinking(message["thinking"])
+                        if message["content"]:
+                            yield message["content"]
                     if chunk.get("done"):
                         final = chunk
                         break

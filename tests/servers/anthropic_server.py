@@ -4,9 +4,13 @@ It speaks enough of the Anthropic REST API (``GET /v1/models``, ``GET /v1/models
 ``POST /v1/messages`` with and without ``stream``) for the official ``anthropic``
 client to talk to it unchanged. Streams are Server-Sent Events in the API's own
 shape (``event: <type>`` then ``data: <json>``): ``message_start``,
-``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta``),
-``content_block_stop``, ``message_delta`` (``stop_reason`` and usage), ``message_stop``,
-and ``error`` events. Error bodies are the API's
+``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta``,
+``thinking_delta`` then ``signature_delta`` in a ``thinking`` block, ``input_json_delta``
+in a ``tool_use`` block), ``content_block_stop``, ``message_delta`` (``stop_reason`` and
+usage, with ``output_tokens_details.thinking_tokens`` after thinking), ``message_stop``,
+and ``error`` events. ``thinking`` (enabled: a trace before the answer), a forced
+``tool_choice`` (the reply becomes the tool's input) and ``output_config.format`` are
+checked as the API checks them. Error bodies are the API's
 ``{"type": "error", "error": {"type": ..., "message": ...}}``.
 
 Replies are deterministic (``"You said: " + <last user message>`` in one-word pieces)
@@ -99,8 +103,13 @@ _ALLOWED_FIELDS = frozenset(
         "tool_choice",
         "thinking",
         "service_tier",
+        "output_config",
     }
 )
+
+_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+#: A fixed, opaque signature, as the API sends after each thinking block.
+SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
 
 _PIECE_RE = re.compile(r"\s*\S+\s*|\s+")
 
@@ -363,9 +372,76 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
             isinstance(stops, list) and all(isinstance(s, str) for s in stops)
         ):
             return self._invalid("stop_sequences: Input should be a valid list of strings")
+        if not self._valid_thinking(body) or not self._valid_output(body):
+            return False
         if body["model"] not in owner.models:
             self._send_error(404, "not_found_error", f"model: {body['model']}")
             return False
+        return True
+
+    def _valid_thinking(self, body: dict[str, Any]) -> bool:
+        """The API's rules for ``thinking`` and what it cannot be combined with."""
+        thinking = body.get("thinking")
+        if thinking is None:
+            return True
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        if kind not in ("enabled", "disabled", "adaptive"):
+            return self._invalid("thinking: Input tag does not match any of the expected tags")
+        if kind != "enabled":
+            return True
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            return self._invalid("thinking.enabled.budget_tokens: Field required")
+        if budget < 1024:
+            return self._invalid(
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            )
+        if body["max_tokens"] <= budget:
+            return self._invalid(
+                "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult "
+                f"our documentation at {_DOCS}#max-tokens-and-context-window-size"
+            )
+        temperature = body.get("temperature")
+        if temperature is not None and temperature != 1:
+            return self._invalid(
+                "`temperature` may only be set to 1 when thinking is enabled. Please consult "
+                f"our documentation at {_DOCS}#feature-compatibility"
+            )
+        top_p = body.get("top_p")
+        if top_p is not None and top_p < 0.95:
+            return self._invalid(
+                "`top_p` must be greater than or equal to 0.95 or unset when thinking is "
+                f"enabled. Please consult our documentation at {_DOCS}#feature-compatibility"
+            )
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") in ("tool", "any"):
+            return self._invalid("Thinking may not be enabled when tool_choice forces tool use.")
+        return True
+
+    def _valid_output(self, body: dict[str, Any]) -> bool:
+        """``tool_choice`` naming a tool that exists; a closed ``output_config`` schema."""
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") == "tool":
+            names = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
+            if choice.get("name") not in names:
+                return self._invalid(
+                    f"tool_choice: Tool '{choice.get('name')}' not found in provided tools"
+                )
+        output = body.get("output_config")
+        if output is None:
+            return True
+        fmt = output.get("format") if isinstance(output, dict) else None
+        if fmt is None:
+            return True
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+            return self._invalid("output_config.format: Input tag does not match 'json_schema'")
+        if not isinstance(fmt.get("schema"), dict):
+            return self._invalid("output_config.format.schema: Field required")
+        if _open_object(fmt["schema"]):
+            return self._invalid(
+                "output_config.format.schema: For 'object' type, 'additionalProperties' "
+                "must be explicitly set to false"
+            )
         return True
 
     def _messages(self, owner: AnthropicTestServer, body: dict[str, Any]) -> None:
@@ -386,25 +462,59 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         )
         pieces = owner._reply_for(messages)
         limit = body["max_tokens"]
+        thinking: list[str] = []
+        if (body.get("thinking") or {}).get("type") == "enabled":
+            thinking = owner._thinking_for(messages)[:limit]
+            limit -= len(thinking)  # the trace counts toward max_tokens, as on the API
         truncated = len(pieces) > limit
         if truncated:
             pieces = pieces[:limit]
         pieces, matched = _apply_stop(pieces, list(body.get("stop_sequences") or []))
+        choice = body.get("tool_choice")
+        tool = choice.get("name") if isinstance(choice, dict) else None
         if matched is not None:
             stop_reason = "stop_sequence"
         elif truncated:
             stop_reason = "max_tokens"
+        elif tool:
+            stop_reason = "tool_use"
         else:
             stop_reason = "end_turn"
+        content: list[dict[str, Any]] = []
+        if thinking:
+            content.append(
+                {"type": "thinking", "thinking": "".join(thinking), "signature": SIGNATURE}
+            )
+        if tool:
+            try:
+                tool_input = json.loads("".join(pieces))
+            except ValueError:
+                tool_input = {}
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": "toolu_" + uuid.uuid4().hex[:24],
+                    "name": tool,
+                    "input": tool_input,
+                }
+            )
+        elif pieces or not thinking:
+            content.append({"type": "text", "text": "".join(pieces)})
+        usage: dict[str, Any] = {
+            "input_tokens": input_tokens,
+            "output_tokens": len(thinking) + len(pieces),
+        }
+        if thinking:
+            usage["output_tokens_details"] = {"thinking_tokens": len(thinking)}
         message = {
             "id": "msg_" + uuid.uuid4().hex[:24],
             "type": "message",
             "role": "assistant",
             "model": body["model"],
-            "content": [{"type": "text", "text": "".join(pieces)}],
+            "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": matched,
-            "usage": {"input_tokens": input_tokens, "output_tokens": len(pieces)},
+            "usage": usage,
         }
         if not body.get("stream"):
             delay = faults["token_delay"]
@@ -413,14 +523,14 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
                 return
             self._send_json(200, message)
             return
-        self._stream(owner, faults, message, pieces)
+        self._stream(owner, faults, message, _blocks(message, thinking, pieces))
 
     def _stream(
         self,
         owner: AnthropicTestServer,
         faults: dict[str, Any],
         message: dict[str, Any],
-        pieces: list[str],
+        blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -437,45 +547,31 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
             "stop_sequence": None,
             "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1},
         }
-        delay = faults["token_delay"]
-        drop_after = faults["drop_after"]
-        error_after = faults["error_after"]
+        total = sum(len(deltas) for _, deltas in blocks)
+        sent = 0
         try:
             self._write_event("message_start", {"type": "message_start", "message": start})
-            self._write_event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            )
-            self._write_event("ping", {"type": "ping"})
-            for sent in range(len(pieces) + 1):
-                if drop_after is not None and sent >= drop_after:
-                    self._abort_connection()
-                    return
-                if error_after is not None and sent >= error_after:
-                    self._send_stream_error(faults["error_type"])
-                    return
-                if sent == len(pieces):
-                    break
-                if delay and owner._stopping.wait(delay):
-                    self._abort_connection()
-                    return
-                if owner._stopping.is_set():
-                    self._abort_connection()
+            for index, (block, deltas) in enumerate(blocks):
+                self._write_event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                )
+                if index == 0:
+                    self._write_event("ping", {"type": "ping"})
+                for delta in deltas:
+                    if self._faulted(owner, faults, sent):
+                        return
+                    self._write_event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    )
+                    owner._chunk_sent()
+                    sent += 1
+                if sent == total and self._faulted(owner, faults, sent, last=True):
                     return
                 self._write_event(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": pieces[sent]},
-                    },
+                    "content_block_stop", {"type": "content_block_stop", "index": index}
                 )
-                owner._chunk_sent()
-            self._write_event("content_block_stop", {"type": "content_block_stop", "index": 0})
             self._write_event(
                 "message_delta",
                 {
@@ -484,7 +580,11 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
                         "stop_reason": message["stop_reason"],
                         "stop_sequence": message["stop_sequence"],
                     },
-                    "usage": {"output_tokens": message["usage"]["output_tokens"]},
+                    "usage": {
+                        key: value
+                        for key, value in message["usage"].items()
+                        if key in ("output_tokens", "output_tokens_details")
+                    },
                 },
             )
             self._write_event("message_stop", {"type": "message_stop"})
@@ -493,12 +593,67 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
             self.close_connection = True
             owner._client_disconnected()
 
+    def _faulted(
+        self, owner: AnthropicTestServer, faults: dict[str, Any], sent: int, last: bool = False
+    ) -> bool:
+        """Apply the stream faults before delta number ``sent`` (``last``: after them all)."""
+        if faults["drop_after"] is not None and sent >= faults["drop_after"]:
+            self._abort_connection()
+            return True
+        if faults["error_after"] is not None and sent >= faults["error_after"]:
+            self._send_stream_error(faults["error_type"])
+            return True
+        if last:
+            return False
+        delay = faults["token_delay"]
+        if (delay and owner._stopping.wait(delay)) or owner._stopping.is_set():
+            self._abort_connection()
+            return True
+        return False
+
     def _send_stream_error(self, type_: str) -> None:
         message = _STREAM_ERRORS.get(type_, "Internal server error")
         body = error_body(type_, message)
         body.pop("request_id")
         self._write_event("error", body)
         self._write_chunk(b"")
+
+
+def _open_object(schema: Any) -> bool:
+    """Whether an object schema anywhere in ``schema`` leaves ``additionalProperties`` open."""
+    if isinstance(schema, list):
+        return any(_open_object(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+        return True
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "definitions"):
+            if isinstance(value, dict) and any(_open_object(v) for v in value.values()):
+                return True
+        elif isinstance(value, (dict, list)) and _open_object(value):
+            return True
+    return False
+
+
+def _blocks(
+    message: dict[str, Any], thinking: list[str], pieces: list[str]
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """The streamed content blocks: each one's ``content_block_start`` and its deltas."""
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if thinking:
+        deltas = [{"type": "thinking_delta", "thinking": piece} for piece in thinking]
+        deltas.append({"type": "signature_delta", "signature": SIGNATURE})
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
+    for block in message["content"]:
+        if block["type"] == "tool_use":
+            start = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+            blocks.append((start, [{"type": "input_json_delta", "partial_json": ""}, *deltas]))
+        elif block["type"] == "text":
+            deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
+            blocks.append(({"type": "text", "text": ""}, deltas))
+    return blocks
 
 
 class AnthropicTestServer(LoopbackServer):
@@ -533,6 +688,8 @@ class AnthropicTestServer(LoopbackServer):
         self.models: list[str] = list(models) if models else ["claude-test"]
         self.api_key = api_key
         self.reply_pieces: list[str] | None = None
+        #: The trace streamed when thinking is enabled (default: "Let me think: " + prompt).
+        self.thinking_pieces: list[str] | None = None
         self.token_delay: float | None = None
         self.drop_after: int | None = None
         self.error_after: int | None = None
@@ -589,7 +746,7 @@ class AnthropicTestServer(LoopbackServer):
 
     @property
     def chunks_sent(self) -> int:
-        """Text deltas written by the most recent stream."""
+        """Deltas (text, thinking, signature, tool input) written by the most recent stream."""
         with self._lock:
             return self._chunks_sent
 
@@ -639,6 +796,16 @@ class AnthropicTestServer(LoopbackServer):
                 last_user = _content_text(message.get("content"))
                 break
         return split_pieces("You said: " + last_user)
+
+    def _thinking_for(self, messages: list[dict[str, Any]]) -> list[str]:
+        if self.thinking_pieces is not None:
+            return list(self.thinking_pieces)
+        last_user = ""
+        for message in reversed(messages):
+            if message.get("role") == "user":
+                last_user = _content_text(message.get("content"))
+                break
+        return split_pieces("Let me think: " + last_user)
 
     def _model_object(self, model_id: str) -> dict[str, Any]:
         return {

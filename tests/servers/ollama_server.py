@@ -107,6 +107,9 @@ class FakeModel:
     reply: ReplyFn | None = None
     capabilities: tuple[str, ...] = ("completion",)
     context_length: int = 2048
+    #: With ``"thinking"`` in ``capabilities``: the trace pieces sent before the answer
+    #: (default: ``"Thinking about: " + <last user message>``).
+    thinking: ReplyFn | None = None
 
 
 def _default_models() -> list[FakeModel]:
@@ -130,14 +133,21 @@ def split_words(text: str) -> list[str]:
     return pieces if pieces or not text else [text]
 
 
-def default_reply(messages: Sequence[dict[str, Any]]) -> list[str]:
-    """``"You said: " + <last user message>``, one word per piece."""
-    last = ""
+def _last_user(messages: Sequence[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if str(message.get("role", "")).lower() == "user":
-            last = str(message.get("content") or "")
-            break
-    return split_words("You said: " + last)
+            return str(message.get("content") or "")
+    return ""
+
+
+def default_reply(messages: Sequence[dict[str, Any]]) -> list[str]:
+    """``"You said: " + <last user message>``, one word per piece."""
+    return split_words("You said: " + _last_user(messages))
+
+
+def default_thinking(messages: Sequence[dict[str, Any]]) -> list[str]:
+    """A thinking model's trace: ``"Thinking about: " + <last user message>``."""
+    return split_words("Thinking about: " + _last_user(messages))
 
 
 # --------------------------------------------------------------------------- names
@@ -562,6 +572,8 @@ class _Plan:
     pieces: list[str]
     eval_count: int
     done_reason: str
+    #: Sent before ``pieces`` as ``message.thinking`` (``thinking`` on /api/generate).
+    thinking: list[str] = field(default_factory=list)
 
 
 class _ClientGone(Exception):
@@ -591,6 +603,8 @@ class OllamaTestServer(LoopbackServer):
         self.version = version
         self._init_loopback(host, port)
         self.reply_pieces: list[str] | None = None
+        #: The trace of a thinking model, instead of its ``FakeModel.thinking``.
+        self.thinking_pieces: list[str] | None = None
         self.disconnected = threading.Event()
 
         self._requests: list[tuple[str, str, Any]] = []
@@ -853,7 +867,7 @@ class OllamaTestServer(LoopbackServer):
             self._unload(entry)
             h.send_json(200, self._chat_chunk(requested, "", done=True, done_reason="unload"))
             return
-        self._check_think(req, requested)
+        self._check_think(req, entry, requested)
         if req.get("tools") and "tools" not in entry.model.capabilities:
             raise ApiError(400, f"{entry.name.full} does not support tools")
         options = self._schedule(entry, req)
@@ -879,7 +893,7 @@ class OllamaTestServer(LoopbackServer):
             return
         if req.get("raw") and (req.get("template") or req.get("system") or req.get("context")):
             raise ApiError(400, "raw mode does not support template, system, or context")
-        self._check_think(req, requested)
+        self._check_think(req, entry, requested)
         if req.get("suffix") and "insert" not in entry.model.capabilities:
             raise ApiError(400, f"{entry.name.full} does not support insert")
         options = self._schedule(entry, req)
@@ -908,10 +922,26 @@ class OllamaTestServer(LoopbackServer):
         return entry
 
     @staticmethod
-    def _check_think(req: dict[str, Any], requested: str) -> None:
+    def _check_think(req: dict[str, Any], entry: _Installed, requested: str) -> None:
         think = req.get("think")
-        if think is not None and think is not False:
+        thinks = "thinking" in entry.model.capabilities
+        if think is not None and think is not False and not thinks:
             raise ApiError(400, f"{json.dumps(requested)} does not support thinking")
+
+    @staticmethod
+    def _thinks(req: dict[str, Any], entry: _Installed) -> bool:
+        """A thinking model thinks unless told ``think: false`` (Ollama's default is on)."""
+        return "thinking" in entry.model.capabilities and req.get("think") is not False
+
+    @staticmethod
+    def _check_format(req: dict[str, Any]) -> None:
+        """``llm.Completion``: ``"json"``, a schema object, or nothing (inferred status)."""
+        fmt = req.get("format")
+        if fmt is None or fmt in ("json", ""):
+            return
+        if not isinstance(fmt, dict):
+            shown = json.dumps(go_json(fmt))
+            raise ApiError(500, f'invalid format: {shown}; expected "json" or a valid JSON schema')
 
     def _schedule(self, entry: _Installed, req: dict[str, Any]) -> dict[str, Any]:
         """What ``scheduleRunner`` checks: option types, then the load itself."""
@@ -921,17 +951,35 @@ class OllamaTestServer(LoopbackServer):
         return options
 
     def _plan(
-        self, entry: _Installed, messages: list[dict[str, Any]], options: dict[str, Any]
+        self,
+        entry: _Installed,
+        messages: list[dict[str, Any]],
+        options: dict[str, Any],
+        thinks: bool = False,
     ) -> _Plan:
-        """Decide the emitted pieces and done_reason from num_predict and stop."""
+        """Decide the emitted pieces and done_reason from num_predict and stop; a thinking
+        model's trace comes first and counts toward ``num_predict``, as on Ollama."""
         if self.reply_pieces is not None:
             pieces = list(self.reply_pieces)
         elif entry.model.reply is not None:
             pieces = list(entry.model.reply(messages))
         else:
             pieces = default_reply(messages)
+        thinking: list[str] = []
+        if thinks:
+            if self.thinking_pieces is not None:
+                thinking = list(self.thinking_pieces)
+            elif entry.model.thinking is not None:
+                thinking = list(entry.model.thinking(messages))
+            else:
+                thinking = default_thinking(messages)
         reason = "stop"
         num_predict = int(options.get("num_predict") or -1)
+        if 0 < num_predict <= len(thinking):
+            thinking = thinking[:num_predict]
+            return _Plan([], max(1, len(thinking)), "length", thinking)
+        if num_predict > 0:
+            num_predict -= len(thinking)
         if 0 < num_predict < len(pieces):
             pieces, reason = pieces[:num_predict], "length"
         consumed = len(pieces)
@@ -951,7 +999,7 @@ class OllamaTestServer(LoopbackServer):
                     position += len(piece)
                 consumed = len(kept)
                 pieces = [piece for piece in kept if piece]
-        return _Plan(pieces, max(1, consumed), reason)
+        return _Plan(pieces, max(1, consumed + len(thinking)), reason, thinking)
 
     def _chat_chunk(
         self, model: str, content: str, *, done: bool, done_reason: str | None = None
@@ -979,6 +1027,15 @@ class OllamaTestServer(LoopbackServer):
             chunk["done_reason"] = done_reason
         return chunk
 
+    @staticmethod
+    def _with_thinking(chunk: dict[str, Any], thinking: str) -> dict[str, Any]:
+        """``message.thinking`` on a chat chunk, top-level ``thinking`` on a generate one."""
+        if "message" in chunk:
+            chunk["message"]["thinking"] = thinking
+        else:
+            chunk["thinking"] = thinking
+        return chunk
+
     def _complete(
         self,
         h: _Handler,
@@ -996,7 +1053,8 @@ class OllamaTestServer(LoopbackServer):
         stream = req.get("stream") is not False
         if self.fail_status is not None:  # the runner fails before producing anything
             raise ApiError(self.fail_status, self.error_message, JSON_BARE if stream else JSON_UTF8)
-        plan = self._plan(entry, messages, options)
+        self._check_format(req)
+        plan = self._plan(entry, messages, options, self._thinks(req, entry))
         prompt_tokens = max(1, sum(len(str(m.get("content", "")).split()) + 4 for m in messages))
         prompt_done = time.perf_counter_ns()
         out = _NdjsonStream(h) if stream else None
@@ -1005,7 +1063,9 @@ class OllamaTestServer(LoopbackServer):
                 self._chunks_sent = 0
         stalled = False
         eval_start = time.perf_counter_ns()
-        total = len(plan.pieces)
+        sent = [("thinking", piece) for piece in plan.thinking]
+        sent += [("content", piece) for piece in plan.pieces]
+        total = len(sent)
         for index in range(total + 1):
             if index > 0:
                 self._pause(self.token_delay)
@@ -1024,7 +1084,11 @@ class OllamaTestServer(LoopbackServer):
             if index == total:
                 break
             if out is not None:
-                out.write(make_chunk(requested, plan.pieces[index], done=False))
+                kind_of, piece = sent[index]
+                if kind_of == "content":
+                    out.write(make_chunk(requested, piece, done=False))
+                else:
+                    out.write(self._with_thinking(make_chunk(requested, "", done=False), piece))
                 with self._lock:
                     self._chunks_sent += 1
         eval_end = time.perf_counter_ns()
@@ -1034,6 +1098,8 @@ class OllamaTestServer(LoopbackServer):
             done=True,
             done_reason=plan.done_reason,
         )
+        if plan.thinking and not stream:
+            self._with_thinking(final, "".join(plan.thinking))
         if kind == "generate" and not req.get("raw"):
             final["context"] = list(range(1, prompt_tokens + plan.eval_count + 1))
         final.update(
