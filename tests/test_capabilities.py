@@ -91,8 +91,12 @@ def test_every_builtin_backend_declares_its_capabilities():
     assert downloads == {"ollama", "transformers", "gguf"}
     assert {name for name, c in declared.items() if not c.seed} == {"anthropic"}
     assert all(c.streaming for c in declared.values())
-    # Nothing implements these yet: declaring them would make a front end offer them.
-    assert not any(c.json_schema or c.thinking or c.images for c in declared.values())
+    # Nothing implements images yet: declaring them would make a front end offer them.
+    assert not any(c.images for c in declared.values())
+    # The OpenAI-compatible family enforces schemas (response_format) and reads reasoning.
+    assert all(
+        declared[n].json_schema and declared[n].thinking for n in ("openai", "vllm", "tensorrt")
+    )
 
 
 def test_a_backend_without_download_model_never_offers_downloads():
