@@ -207,6 +207,27 @@ def test_thinking_with_a_schema_parses_only_the_answer(openai_server):
     assert response.thinking == "Paris, about 2.1M."
 
 
+def test_thinking_that_uses_the_whole_budget_warns(openai_server):
+    openai_server.reasoning_pieces = ["step "] * 6
+    response = openai_backend(openai_server).generate("hi", "gpt-test", think=True, max_tokens=4)
+    assert response.text == "" and response.finish_reason == "length"
+    assert response.thinking == "step " * 4 and response.thinking_tokens == 4
+    assert response.warning is not None and "raise max_tokens" in response.warning
+
+
+def test_the_loopback_server_refuses_a_non_strict_schema_as_openai_does(openai_server):
+    import openai
+
+    client = openai.OpenAI(base_url=openai_server.base_url, api_key=KEY, max_retries=0)
+    loose = {"name": "answer", "schema": CAPITAL, "strict": True}
+    with pytest.raises(openai.BadRequestError, match="'additionalProperties' is required"):
+        client.chat.completions.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": "hi"}],
+            response_format={"type": "json_schema", "json_schema": loose},
+        )
+
+
 def test_an_answer_that_breaks_the_schema_keeps_the_raw_text(openai_server):
     openai_server.json_reply = '{"capital": 3}'
     with pytest.raises(GenerationError, match="does not match the schema") as info:

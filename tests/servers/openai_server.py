@@ -456,9 +456,10 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
             pieces = split_pieces(owner.json_reply)
         thoughts = list(owner.reasoning_pieces or [])
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        truncated = limit is not None and len(pieces) > limit
-        if truncated:
-            pieces = pieces[:limit]
+        truncated = limit is not None and len(thoughts) + len(pieces) > limit
+        if truncated:  # reasoning counts against the limit, as on the real servers
+            thoughts = thoughts[:limit]
+            pieces = pieces[: limit - len(thoughts)]
         stop = body.get("stop")
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         pieces, stopped = _apply_stop(pieces, stops)
