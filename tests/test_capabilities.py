@@ -95,6 +95,10 @@ def test_every_builtin_backend_declares_its_capabilities():
     assert not any(c.images for c in declared.values())
     # Mapped natively (format/think; output_config/thinking): declared, so offered.
     assert all(declared[n].json_schema and declared[n].thinking for n in ("ollama", "anthropic"))
+    # The OpenAI-compatible family enforces schemas (response_format) and reads reasoning.
+    assert all(
+        declared[n].json_schema and declared[n].thinking for n in ("openai", "vllm", "tensorrt")
+    )
 
 
 def test_a_backend_without_download_model_never_offers_downloads():

@@ -42,6 +42,9 @@ FOREIGN = {
     "Exceeds the limit (4300 digits) for integer string conversion": "Python's int()",
     "expected ',' or ']'": "PyYAML's parser",
     "Input should be a valid number": "pydantic",
+    "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+    "'json_object'.": "OpenAI's API",
+    "Invalid schema for response_format": "OpenAI's API",
 }
 
 _PLACEHOLDER = re.compile(

@@ -11,11 +11,19 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, GenerationError
+from ._openai_wire import (
+    PASS_THROUGH,
+    options_params,
+    reasoning_text,
+    response_format,
+    think_params,
+    thinking_tokens,
+)
 from ._remote_api import RemoteAPIBackend, RemoteAPISettings, SDKErrors, status_code
-from .base import Delta, Started, Usage
+from .base import Delta, Started, Thinking, Usage
 from .capabilities import Capabilities
 
 if TYPE_CHECKING:
@@ -52,7 +60,16 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
     type_name = "openai"
     display_name = "OpenAI-compatible"
     #: Remote (or self-served) models: nothing to download.
-    capabilities = Capabilities(downloads=False, streaming=True, seed=True)
+    capabilities = Capabilities(
+        downloads=False, streaming=True, seed=True, json_schema=True, thinking=True
+    )
+    extra_options = PASS_THROUGH
+    #: Servers without a reasoning parser leave ``<think>…</think>`` in the content.
+    think_tags = True
+    #: Send a strict copy of the schema (OpenAI's strict mode); see ``_openai_wire``.
+    strict_copy: ClassVar[bool] = True
+    #: Thinking switched by ``chat_template_kwargs.enable_thinking`` (vLLM's way).
+    template_switch: ClassVar[bool] = False
     probe_modules = ("openai", "openai.resources.models", "httpcore", "httpcore2")
     Settings = OpenAISettings
     settings: OpenAISettings
@@ -147,6 +164,11 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
                 params[name] = value
         if request.stop:
             params["stop"] = request.stop
+        params.update(options_params(request.extra))
+        answer_format = response_format(request, adapt=self.strict_copy)
+        if answer_format is not None:
+            params["response_format"] = answer_format
+        params.update(think_params(request.think, template_switch=self.template_switch))
         try:
             chunks: openai.Stream[ChatCompletionChunk] = self.client.chat.completions.create(
                 **params
@@ -163,6 +185,9 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
+                reasoning = reasoning_text(choice.delta)
+                if reasoning:
+                    yield Thinking(reasoning)
                 content = choice.delta.content if choice.delta is not None else None
                 if content:
                     yield content
@@ -181,6 +206,7 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
             getattr(usage, "prompt_tokens", None),
             getattr(usage, "completion_tokens", None),
             finish_reason,
+            thinking_tokens=thinking_tokens(usage),
         )
 
 
@@ -188,6 +214,9 @@ class _ServerPreset(OpenAIBackend):
     """An OpenAI-compatible inference server that also reports its version at ``/version``."""
 
     default_base_url: str = "http://localhost:8000/v1"
+    #: Guided decoding enforces the user's schema as it is; thinking is the template's.
+    strict_copy = False
+    template_switch = True
 
     def setup(self) -> None:
         super().setup()

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tests.servers._loopback import DropsAfterError
+from tests.servers._openai_checks import check_structured
 
 __all__ = ["OpenAITestServer", "split_pieces"]
 
@@ -56,6 +57,10 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "drop_after_error": None,
     "echo_credentials": False,
     "models_status": None,
+    "reasoning_pieces": None,
+    "reasoning_field": "reasoning_content",
+    "json_reply": None,
+    "strict_checked": True,
 }
 
 _FAIL_BODIES: dict[int, tuple[str, str, str | None]] = {
@@ -417,6 +422,10 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
                 code="invalid_type",
             )
             return False
+        problem = check_structured(body, owner.strict_checked)
+        if problem is not None:
+            self._send_error(400, problem[0], param=problem[1], code=problem[2])
+            return False
         if body["model"] not in owner.models:
             self._send_error(
                 404,
@@ -443,19 +452,25 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         messages = body["messages"]
         prompt_tokens = sum(len(_content_text(m.get("content")).split()) for m in messages)
         pieces = owner._reply_for(messages)
+        if body.get("response_format") is not None and owner.json_reply is not None:
+            pieces = split_pieces(owner.json_reply)
+        thoughts = list(owner.reasoning_pieces or [])
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        truncated = limit is not None and len(pieces) > limit
-        if truncated:
-            pieces = pieces[:limit]
+        truncated = limit is not None and len(thoughts) + len(pieces) > limit
+        if truncated:  # reasoning counts against the limit, as on the real servers
+            thoughts = thoughts[:limit]
+            pieces = pieces[: limit - len(thoughts)]
         stop = body.get("stop")
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         pieces, stopped = _apply_stop(pieces, stops)
         finish_reason = "length" if truncated and not stopped else "stop"
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(pieces),
-            "total_tokens": prompt_tokens + len(pieces),
+            "completion_tokens": len(thoughts) + len(pieces),
+            "total_tokens": prompt_tokens + len(thoughts) + len(pieces),
         }
+        if thoughts:
+            usage["completion_tokens_details"] = {"reasoning_tokens": len(thoughts)}
         completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
         model = body["model"]
@@ -480,6 +495,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
                                 "role": "assistant",
                                 "content": "".join(pieces),
                                 "refusal": None,
+                                **({owner.reasoning_field: "".join(thoughts)} if thoughts else {}),
                             },
                             "logprobs": None,
                             "finish_reason": finish_reason,
@@ -502,7 +518,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
             completion_id,
             created,
             model,
-            pieces,
+            [(owner.reasoning_field, t) for t in thoughts] + [("content", p) for p in pieces],
             finish_reason,
             usage,
             include_usage,
@@ -515,9 +531,9 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         completion_id: str,
         created: int,
         model: str,
-        pieces: list[str],
+        pieces: list[tuple[str, str]],
         finish_reason: str,
-        usage: dict[str, int],
+        usage: dict[str, Any],
         include_usage: bool,
     ) -> None:
         self.send_response(200)
@@ -553,7 +569,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
             self._write_chunk(
                 choice_event('{"role": "assistant", "content": "", "refusal": null}', None)
             )
-            for sent, piece in enumerate(pieces):
+            for sent, (field, piece) in enumerate(pieces):
                 if drop_after is not None and sent >= drop_after:
                     self._abort_connection()
                     return
@@ -566,7 +582,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
                 if owner._stopping.is_set():
                     self._abort_connection()
                     return
-                self._write_chunk(choice_event(f'{{"content": {json.dumps(piece)}}}', None))
+                self._write_chunk(choice_event(json.dumps({field: piece}), None))
                 owner._chunk_sent()
             if drop_after is not None and len(pieces) >= drop_after:
                 self._abort_connection()
@@ -621,6 +637,10 @@ class OpenAITestServer:
       request on that connection unanswered (see ``DropsAfterError``).
     - ``models_status``: answer ``GET /v1/models`` with this HTTP status (a server that
       cannot list its models).
+
+    ``drop_after`` and ``error_after`` count reasoning chunks too. A request's
+    ``response_format``, ``reasoning_effort``, ``logit_bias`` and penalties are checked as
+    the real API does (``_openai_checks``).
     """
 
     def __init__(
@@ -646,6 +666,15 @@ class OpenAITestServer:
         #: Quote the request's headers, credentials included, in every error message.
         self.echo_credentials: bool = False
         self.models_status: int | None = None
+        #: Streamed before the answer as reasoning deltas under ``reasoning_field``
+        #: (``reasoning_content``: vLLM, DeepSeek; ``reasoning``: llama.cpp's server), and
+        #: counted as ``completion_tokens_details.reasoning_tokens``.
+        self.reasoning_pieces: list[str] | None = None
+        self.reasoning_field: str = "reasoning_content"
+        #: The answer (JSON text) to requests that carry a ``response_format``.
+        self.json_reply: str | None = None
+        #: Refuse ``strict`` schemas that break strict mode's rules (OpenAI); False: as vLLM.
+        self.strict_checked: bool = True
         self.disconnected = threading.Event()
 
         self._port = port
