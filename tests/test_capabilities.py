@@ -91,8 +91,10 @@ def test_every_builtin_backend_declares_its_capabilities():
     assert downloads == {"ollama", "transformers", "gguf"}
     assert {name for name, c in declared.items() if not c.seed} == {"anthropic"}
     assert all(c.streaming for c in declared.values())
+    # gguf enforces a schema with llama.cpp's grammar; its thinking is per model.
+    assert declared["gguf"].json_schema and not declared["gguf"].thinking
     # Nothing implements these yet: declaring them would make a front end offer them.
-    assert not any(c.json_schema or c.thinking or c.images for c in declared.values())
+    assert not any(c.images for c in declared.values())
 
 
 def test_a_backend_without_download_model_never_offers_downloads():
