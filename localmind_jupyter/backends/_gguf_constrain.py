@@ -6,7 +6,8 @@
 rather than as ``response_format``, because ``response_format`` silently falls back to "any
 JSON" when the converter cannot handle a schema; here that is a clear ``OptionError``.
 Converting costs time (milliseconds, more for big schemas), so each schema's grammar is
-made once and kept, keyed by the schema's JSON.
+made once and kept, keyed by the schema's JSON (its key order is the order the
+properties are written in, so it is kept).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def extra_kwargs(extra: dict[str, Any]) -> dict[str, Any]:
 def grammar_for(request: GenerationRequest) -> Any:
     """The ``LlamaGrammar`` for ``schema``/``json_mode``, or None for free text."""
     if request.output_schema is not None:
-        key = json.dumps(request.output_schema.json_schema, sort_keys=True)
+        # Not sorted: the grammar writes the properties in the schema's order.
+        key = json.dumps(request.output_schema.json_schema)
     elif request.json_mode:
         key = _JSON_KEY
     else:
