@@ -256,3 +256,12 @@ def test_cut_constrained_answer_says_raise_max_tokens(backend: GGUFBackend) -> N
     with pytest.raises(GenerationError, match="raise max_tokens") as info:
         backend.generate(FRANCE, EMB, schema=CAPITAL, temperature=0, max_tokens=5)
     assert info.value.partial_text.startswith("{")
+
+
+def test_a_truncated_gguf_header_reads_as_no_template(tmp_path: Path) -> None:
+    """Listing a catalog never fails on a broken file: it just cannot think."""
+    assert BUNDLED is not None
+    path = tmp_path / "cut.gguf"
+    path.write_bytes(BUNDLED.read_bytes()[:4096])  # the header stops inside the vocabulary
+    assert chat_template(path) is None
+    assert not GGUFBackend().model_capabilities(str(path)).thinking
