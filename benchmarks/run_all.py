@@ -14,6 +14,8 @@ SCRIPTS = [
     "bench_magic_stream.py",
     "bench_transformers.py",
     "bench_gguf.py",
+    "bench_structured.py",
+    "bench_schema_validity.py",
 ]
 
 

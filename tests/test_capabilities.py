@@ -99,6 +99,8 @@ def test_every_builtin_backend_declares_its_capabilities():
     assert all(
         declared[n].json_schema and declared[n].thinking for n in ("openai", "vllm", "tensorrt")
     )
+    # gguf enforces a schema with llama.cpp's grammar; its thinking is per model.
+    assert declared["gguf"].json_schema and not declared["gguf"].thinking
 
 
 def test_a_backend_without_download_model_never_offers_downloads():

@@ -148,6 +148,7 @@ def test_the_notebooks_are_there():
         "03-model-manager.ipynb",
         "04-prompting-lab.ipynb",
         "05-python-api.ipynb",
+        "06-structured-output.ipynb",
     ]
     readme = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
     for name in names:

@@ -29,16 +29,18 @@ from the GGUF metadata (``tokenizer.chat_template``), which llama-cpp-python app
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from annotated_types import Ge
 
 from ..errors import DownloadError, GenerationError, ModelNotFound, OptionError
 from . import _embedded, _names
+from ._gguf_constrain import EXTRA_OPTIONS, check_extra, extra_kwargs, grammar_for
 from ._gguf_download import download_file
 from ._gguf_files import (
     Source,
@@ -51,6 +53,7 @@ from ._gguf_files import (
     split_hub_name,
 )
 from ._gguf_generate import Loaded, counting_llama_class, generate, sampling_kwargs
+from ._gguf_meta import template_thinks
 from ._local_engine import LocalEngineBackend
 from .base import BackendSettings, Delta, DownloadProgress, ProgressCallback, Started
 from .capabilities import Capabilities
@@ -97,7 +100,11 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
     type_name: ClassVar[str] = "gguf"
     display_name: ClassVar[str] = "llama.cpp (GGUF)"
     Settings = GGUFSettings
-    capabilities = Capabilities(downloads=True, streaming=True, seed=True)
+    #: ``thinking`` is per model: ``model_capabilities`` reads the file's chat template.
+    capabilities = Capabilities(downloads=True, streaming=True, seed=True, json_schema=True)
+    #: llama.cpp leaves a reasoning model's ``<think>…</think>`` in the text: split it out.
+    think_tags = True
+    extra_options = EXTRA_OPTIONS
     settings: GGUFSettings
     engine_modules = ("llama_cpp",)
     install_hint = INSTALL_HINT
@@ -188,6 +195,36 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
         return Loaded(source, llama)
 
     # --- generation -----------------------------------------------------------------------------
+    def model_capabilities(self, model: str) -> Capabilities:
+        """``thinking`` for a model whose chat template writes ``<think>`` (read from the GGUF
+        header, nothing loaded); a name that resolves to nothing gets the backend's."""
+        try:
+            source = self._resolve(model)
+        except Exception:  # noqa: BLE001 - an unknown name fails later, with its own message
+            return self.capabilities
+        if not template_thinks(source.path):
+            return self.capabilities
+        return dataclasses.replace(self.capabilities, thinking=True)
+
+    def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:
+        """Check the pass-through options, and turn a schema into a grammar before loading."""
+        request = super().build_request(prompt, model, **kwargs)
+        check_extra(request.extra)
+        if request.think is not None and not isinstance(request.think, bool):
+            raise OptionError(
+                f"think={request.think!r}: llama.cpp has no thinking levels; use think=True "
+                "(the model's own trace), or leave think out"
+            )
+        if request.think is False and self.model_capabilities(model).thinking:
+            raise OptionError(
+                "think=False: llama-cpp-python's chat handler cannot pass enable_thinking to "
+                "the chat template, so thinking cannot be switched off here; leave think out"
+            )
+        if request.output_schema is not None or request.json_mode:
+            self._require_available()
+            grammar_for(request)  # an unconvertible schema fails now; cached for deltas
+        return request
+
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         """Load and apply the chat template now (errors at call time); generate when read,
         in the reading thread."""
@@ -198,7 +235,8 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
                 stream=True,
                 max_tokens=self._max_new_tokens(request),
                 stop=list(request.stop),
-                **sampling_kwargs(request),
+                grammar=grammar_for(request),
+                **{**sampling_kwargs(request), **extra_kwargs(request.extra)},
             )
         except Exception as exc:  # jinja raises its own errors for e.g. role order
             raise OptionError(f"the model's chat template rejected the messages: {exc}") from exc

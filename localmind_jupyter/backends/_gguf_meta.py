@@ -1,0 +1,92 @@
+"""One value of a GGUF file's metadata, read without loading the model: its chat template.
+
+``model_capabilities`` needs to know whether a model can think (its chat template writes
+``<think>``) when a catalog is listed, long before any model loads. The ``gguf`` package's
+reader parses every tensor and takes seconds; this walks the key-value header only
+(tens of milliseconds for a 50k-token vocabulary) and stops at the template.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["chat_template", "template_thinks"]
+
+_TEMPLATE_KEY = b"tokenizer.chat_template"
+#: Sizes of the fixed-size value types of the GGUF format (type id -> bytes).
+_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _u32(buf: mmap.mmap, at: int) -> int:
+    value: int = struct.unpack_from("<I", buf, at)[0]
+    return value
+
+
+def _u64(buf: mmap.mmap, at: int) -> int:
+    value: int = struct.unpack_from("<Q", buf, at)[0]
+    return value
+
+
+def _skip(buf: mmap.mmap, at: int, kind: int) -> int:
+    """The offset after one value of type ``kind`` starting at ``at``."""
+    if kind in _FIXED:
+        return at + _FIXED[kind]
+    if kind == _STRING:
+        return at + 8 + _u64(buf, at)
+    if kind == _ARRAY:
+        item, count = _u32(buf, at), _u64(buf, at + 4)
+        at += 12
+        if item in _FIXED:
+            return at + _FIXED[item] * count
+        for _ in range(count):
+            at = _skip(buf, at, item)
+        return at
+    raise _Malformed(kind)
+
+
+def _read(path: Path) -> str | None:
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if buf[:4] != b"GGUF" or _u32(buf, 4) < 2:
+            return None
+        count, at = _u64(buf, 16), 24
+        for _ in range(count):
+            size = _u64(buf, at)
+            key = buf[at + 8 : at + 8 + size]
+            at += 8 + size
+            kind = _u32(buf, at)
+            at += 4
+            if key == _TEMPLATE_KEY and kind == _STRING:
+                return buf[at + 8 : at + 8 + _u64(buf, at)].decode("utf-8", "replace")
+            at = _skip(buf, at, kind)
+    return None
+
+
+@lru_cache(maxsize=64)
+def _cached(path: str, _mtime_ns: int, _size: int) -> str | None:
+    try:
+        return _read(Path(path))
+    except (OSError, ValueError, struct.error, _Malformed):
+        return None
+
+
+def chat_template(path: Path) -> str | None:
+    """The file's ``tokenizer.chat_template``, None without one (or for an unreadable file)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def template_thinks(path: Path) -> bool:
+    """Whether the model writes a ``<think>`` trace (its chat template mentions the tag)."""
+    template = chat_template(path)
+    return template is not None and "<think>" in template
