@@ -91,8 +91,11 @@ def test_every_builtin_backend_declares_its_capabilities():
     assert downloads == {"ollama", "transformers", "gguf"}
     assert {name for name, c in declared.items() if not c.seed} == {"anthropic"}
     assert all(c.streaming for c in declared.values())
+    # Transformers enforces a schema (llguidance); thinking is per model (its chat template).
+    assert declared["transformers"].json_schema and not declared["transformers"].thinking
     # Nothing implements these yet: declaring them would make a front end offer them.
-    assert not any(c.json_schema or c.thinking or c.images for c in declared.values())
+    others = [c for name, c in declared.items() if name != "transformers"]
+    assert not any(c.json_schema or c.thinking or c.images for c in others)
 
 
 def test_a_backend_without_download_model_never_offers_downloads():
