@@ -49,6 +49,7 @@ from ._transformers_chat import encode, template_thinks
 from ._transformers_download import DOWNLOAD_PATTERNS, download_snapshot
 from ._transformers_generate import (
     EXTRA_OPTIONS,
+    engine_options,
     generate,
     make_stopping_criteria,
     make_streamer,
@@ -229,6 +230,7 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
     # --- generation -----------------------------------------------------------------------------
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         """Load, tokenise and compile the schema now (errors at call time); generate when read."""
+        engine_options(request.extra)  # a bad value fails before the model loads
         loaded = self._get_loaded(request.model)
         torch = self._torch()
         constrained = request.output_schema is not None or request.json_mode
