@@ -166,14 +166,15 @@ class ConstraintMask:
             raise GenerationError(self._failure())
         if self.matcher.is_error():
             raise GenerationError(self._failure())
-        bits = self._bits
+        np, bits = self._np, self._bits
         self.matcher.unsafe_compute_mask_ptr(bits.ctypes.data, bits.nbytes)
-        allowed = self._np.unpackbits(bits.view(self._np.uint8), bitorder="little")
+        forbidden = np.unpackbits(np.invert(bits.view(np.uint8)), bitorder="little")
         width = scores.shape[-1]
-        keep = torch.from_numpy(allowed[:width].view(self._np.bool_))
-        if keep.shape[0] < width:  # logits rows beyond the grammar's vocabulary
-            keep = torch.cat([keep, torch.zeros(width - keep.shape[0], dtype=torch.bool)])
-        scores = scores.masked_fill(~keep.to(scores.device), float("-inf"))
+        drop = torch.from_numpy(forbidden[:width].view(np.bool_))
+        if drop.shape[0] < width:  # logits rows beyond the grammar's vocabulary
+            drop = torch.cat([drop, torch.ones(width - drop.shape[0], dtype=torch.bool)])
+        # In place: generate hands each step a fresh float copy of the logits.
+        scores.masked_fill_(drop.to(scores.device), float("-inf"))
         self.seconds += time.perf_counter() - start
         return scores
 
