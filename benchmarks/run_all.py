@@ -13,6 +13,7 @@ SCRIPTS = [
     "bench_ollama_stream.py",
     "bench_magic_stream.py",
     "bench_transformers.py",
+    "bench_structured_transformers.py",
     "bench_gguf.py",
     "bench_structured.py",
     "bench_schema_validity.py",

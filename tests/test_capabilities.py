@@ -101,6 +101,8 @@ def test_every_builtin_backend_declares_its_capabilities():
     )
     # gguf enforces a schema with llama.cpp's grammar; its thinking is per model.
     assert declared["gguf"].json_schema and not declared["gguf"].thinking
+    # Transformers enforces a schema (llguidance); thinking is per model (its chat template).
+    assert declared["transformers"].json_schema and not declared["transformers"].thinking
 
 
 def test_a_backend_without_download_model_never_offers_downloads():

@@ -295,7 +295,9 @@ def test_missing_hub_model_offline(tiny_backend: TransformersBackend) -> None:
 @pytest.mark.parametrize(
     ("options", "pattern"),
     [
-        ({"top_k": 3}, "unknown option.*top_k.*supported options"),
+        ({"num_ctx": 3}, "unknown option.*num_ctx.*supported options"),
+        ({"top_k": -1}, "top_k must be an integer >= 0"),
+        ({"options": {"repetition_penalty": 0}}, "repetition_penalty must be a number > 0"),
         ({"temperature": 5}, "temperature must be between 0 and 2"),
         ({"max_tokens": 0}, "max_tokens must be a positive integer"),
     ],

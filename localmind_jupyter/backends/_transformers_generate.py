@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GenerationError
+from ..errors import GenerationError, OptionError
 from . import _prefill
 from ._local_engine import sampling
 from ._stream import Usage
@@ -110,6 +110,8 @@ def _finish_reason(streamer: Any, eos_ids: frozenset[int], max_new_tokens: int) 
 
 
 def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, GenerationError):  # ours, already worded (a schema's mask failing)
+        return str(exc)
     kind = type(exc).__name__
     if "OutOfMemory" in kind or "out of memory" in str(exc).lower():
         return (
@@ -119,7 +121,9 @@ def _describe_failure(exc: BaseException) -> str:
     return f"generation failed: {kind}: {exc}"
 
 
-def sampling_kwargs(torch: Any, opts: GenerationRequest, device: Any) -> dict[str, Any]:
+def sampling_kwargs(
+    torch: Any, opts: GenerationRequest, device: Any, constraint: Any = None
+) -> dict[str, Any]:
     """``generate`` arguments for the shared greedy-or-sample rule (``_local_engine.sampling``).
 
     Sampling is done by our own logits processor with a private ``torch.Generator``
@@ -127,39 +131,74 @@ def sampling_kwargs(torch: Any, opts: GenerationRequest, device: Any) -> dict[st
     so a seed would need ``torch.manual_seed`` and a lock held for the whole generation
     to stay reproducible while other cells generate. A per-call generator needs neither.
     The model's own sampling defaults (top_k, min_p...) are deliberately not applied:
-    the options mean the same on every backend.
+    the options mean the same on every backend. ``constraint`` (a schema's mask) runs
+    first, so a draw can only pick a token the grammar allows. ``options={...}``:
+    ``repetition_penalty`` goes to transformers' own processor, ``top_k`` to the sampler.
     """
     # Override the model's generation_config sampling fields, or transformers warns that
     # they are ignored by greedy decoding.
     kwargs: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    engine = engine_options(opts.extra)
+    if "repetition_penalty" in engine:
+        kwargs["repetition_penalty"] = engine["repetition_penalty"]
+    processors = [] if constraint is None else [constraint]
     plan = sampling(opts)
-    if plan is None:
-        return kwargs
-    generator = torch.Generator(device=device)
-    generator.manual_seed(plan.seed)
-    sampler = _Sampler(torch, plan.temperature, plan.top_p, generator)
-    kwargs["logits_processor"] = _logits_processor_list([sampler])
+    if plan is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(plan.seed)
+        top_k = int(engine.get("top_k", 0))
+        processors.append(_Sampler(torch, plan.temperature, plan.top_p, generator, top_k))
+    if processors:
+        kwargs["logits_processor"] = _logits_processor_list(processors)
     return kwargs
+
+
+#: ``options={...}`` keys the Transformers backend takes (``extra_options``).
+EXTRA_OPTIONS = frozenset({"repetition_penalty", "top_k"})
+
+
+def engine_options(extra: dict[str, Any]) -> dict[str, Any]:
+    """``repetition_penalty`` (a number > 0, 1 = off) and ``top_k`` (an int >= 0, 0 = off)."""
+    out: dict[str, Any] = {}
+    if "repetition_penalty" in extra:
+        value = extra["repetition_penalty"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise OptionError(
+                f"repetition_penalty must be a number > 0 (1.0 is off), got {value!r:.40}"
+            )
+        out["repetition_penalty"] = float(value)
+    if "top_k" in extra:
+        value = extra["top_k"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise OptionError(f"top_k must be an integer >= 0 (0 is off), got {value!r:.40}")
+        out["top_k"] = value
+    return out
 
 
 class _Sampler:
     """A logits processor that draws the next token and leaves only it selectable.
 
     Runs after the model's own processors (repetition penalty...); greedy decoding then
-    picks the drawn token. Temperature, then top-p, then a multinomial draw: what
-    ``do_sample=True`` does, minus the global RNG.
+    picks the drawn token. Temperature, then top-k, then top-p, then a multinomial draw:
+    what ``do_sample=True`` does, minus the global RNG.
     """
 
-    def __init__(self, torch: Any, temperature: float, top_p: float, generator: Any) -> None:
+    def __init__(
+        self, torch: Any, temperature: float, top_p: float, generator: Any, top_k: int = 0
+    ) -> None:
         self.torch = torch
         self.temperature = temperature
         self.top_p = top_p
+        self.top_k = top_k
         self.generator = generator
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         torch = self.torch
         if self.temperature != 1.0:
             scores = scores / self.temperature
+        if 0 < self.top_k < scores.shape[-1]:
+            kth = torch.topk(scores, self.top_k, dim=-1).values[..., -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
         if self.top_p < 1.0:
             ordered, order = torch.sort(scores, descending=True)
             probs = ordered.softmax(dim=-1)

@@ -28,6 +28,8 @@ class Loaded:
     eos_ids: frozenset[int]
     #: Prompt tokens the model's positions cover; None when its config does not say.
     context: int | None = None
+    #: Built on the first ``schema=``: llguidance's tokenizer and compiled schemas.
+    grammars: Any = None
 
 
 def pick_device(torch: Any, wanted: str, backend: str) -> Any:

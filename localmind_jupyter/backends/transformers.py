@@ -20,10 +20,16 @@ the stream, or ``stream.cancel()`` from another thread) sets an event that a
 ``StoppingCriteria`` checks after every token and hooks in the model check inside the
 prompt pass (see ``_prefill``), so the worker stops at the source within one layer.
 A prompt beyond the model's context window is refused before any compute.
+
+``schema=`` and ``json_mode`` are enforced by constrained decoding (llguidance, imported
+on first use: see ``_transformers_constrain``); ``think`` goes to chat templates that take
+``enable_thinking``, and a ``<think>`` trace in the text is split out (see
+``_transformers_chat``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
@@ -38,8 +44,12 @@ from annotated_types import Ge
 from ..errors import ConfigError, DownloadError, ModelNotFound, OptionError
 from . import _embedded, _names, _transformers_load
 from ._local_engine import LocalEngineBackend, check_context
+from ._think_tags import split_think_tags
+from ._transformers_chat import encode, template_thinks
 from ._transformers_download import DOWNLOAD_PATTERNS, download_snapshot
 from ._transformers_generate import (
+    EXTRA_OPTIONS,
+    engine_options,
     generate,
     make_stopping_criteria,
     make_streamer,
@@ -103,9 +113,11 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
     type_name: ClassVar[str] = "transformers"
     display_name: ClassVar[str] = "Hugging Face Transformers"
     Settings = TransformersSettings
-    capabilities = Capabilities(downloads=True, streaming=True, seed=True)
+    capabilities = Capabilities(downloads=True, streaming=True, seed=True, json_schema=True)
     settings: TransformersSettings
     stops_on_strings = False  # the base cuts the text at stop strings
+    think_tags = True  # the base splits a <think> trace out of the text
+    extra_options = EXTRA_OPTIONS
     engine_modules = ("torch", "transformers")
     install_hint = INSTALL_HINT
     name_grammar = _names.TRANSFORMERS_NAME
@@ -205,15 +217,45 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
         )
         return _transformers_load.load(source, plan)
 
+    def model_capabilities(self, model: str) -> Capabilities:
+        """``thinking`` where the model's chat template knows a trace (read from disk)."""
+        try:
+            source = self._resolve(model)
+        except (ModelNotFound, OptionError):
+            return self.capabilities  # the name's error is the call's to report
+        if not template_thinks(source, self._hub_cache_dir()):
+            return self.capabilities
+        return dataclasses.replace(self.capabilities, thinking=True)
+
     # --- generation -----------------------------------------------------------------------------
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
-        """Load and tokenise now (errors at call time); generate when read."""
+        """Load, tokenise and compile the schema now (errors at call time); generate when read."""
+        engine_options(request.extra)  # a bad value fails before the model loads
         loaded = self._get_loaded(request.model)
         torch = self._torch()
-        inputs = self._encode(loaded, request.chat_messages())
+        constrained = request.output_schema is not None or request.json_mode
+        think = request.think
+        if constrained and think not in (None, False):
+            raise OptionError(
+                "the Transformers backend constrains a schema from the first token, so it "
+                "cannot think first; leave think out (or think=False) with schema or json_mode"
+            )
+        if constrained:
+            think = False  # the trace would be held to the schema too
+        inputs, opened = encode(loaded, request.chat_messages(), think)
+        if opened and constrained:
+            raise OptionError(
+                f"the chat template of '{request.model}' always opens a thinking trace, which "
+                "constrained decoding cannot leave free; use this model without schema/json_mode"
+            )
         prompt_tokens = int(inputs["input_ids"].shape[-1])
         check_context(prompt_tokens, loaded.context, request.model)
         max_new_tokens = self._max_new_tokens(request)
+        constraint = None
+        if constrained:
+            from ._transformers_constrain import constraint_for
+
+            constraint = constraint_for(request, loaded)
 
         cancel = threading.Event()
         streamer = make_streamer(loaded.tokenizer)
@@ -222,30 +264,28 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
             "max_new_tokens": max_new_tokens,
             "streamer": streamer,
             "stopping_criteria": make_stopping_criteria(cancel),
-            **sampling_kwargs(torch, request, loaded.device),
+            **sampling_kwargs(torch, request, loaded.device, constraint),
         }
         if loaded.model.generation_config.pad_token_id is None and loaded.eos_ids:
             gen_kwargs["pad_token_id"] = min(loaded.eos_ids)  # silences a per-call warning
+        source = self._generated(loaded, gen_kwargs, streamer, cancel, prompt_tokens)
+        if opened:  # the prompt ends inside the trace: the text starts as thinking
+            source = split_think_tags(source, opened=True)
+        yield from source
+
+    def _generated(
+        self,
+        loaded: Loaded,
+        gen_kwargs: dict[str, Any],
+        streamer: Any,
+        cancel: threading.Event,
+        prompt_tokens: int,
+    ) -> Generator[Delta, None, None]:
         yield Started(cancel=cancel, clock_from_read=True)
         usage = Usage(prompt_tokens, 0)
         yield usage  # updated in place: a stopped answer still says what it cost
+        max_new_tokens = int(gen_kwargs["max_new_tokens"])
         yield from generate(loaded, gen_kwargs, streamer, cancel, usage, max_new_tokens)
-
-    def _encode(self, loaded: Loaded, messages: list[dict[str, str]]) -> dict[str, Any]:
-        """Chat template when the tokenizer has one; plain text for base models."""
-        tokenizer = loaded.tokenizer
-        try:
-            if getattr(tokenizer, "chat_template", None):
-                encoded = tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
-                )
-            else:
-                text = "\n\n".join(m["content"] for m in messages)
-                encoded = tokenizer(text, return_tensors="pt")
-        except Exception as exc:  # jinja raises its own errors for e.g. role order
-            raise OptionError(f"the model's chat template rejected the messages: {exc}") from exc
-        # transformers 5 returns a BatchEncoding: a mapping, not a tensor.
-        return {k: v.to(loaded.device) for k, v in dict(encoded).items()}
 
     # --- downloads ------------------------------------------------------------------------------
     def download_model(
