@@ -257,7 +257,9 @@ class LocalMind(LineCommands, Magics):
             response = ModelResponse(text=text, model=model, backend=backend.name)
 
         final = finalize(
-            text, "text" if failure and args.schema else fmt, remote_images=remote_images
+            text,
+            "text" if args.schema and response.parsed is None else fmt,
+            remote_images=remote_images,
         )
         if response.parsed is not None:  # validated against --schema: the object, not the text
             final = Final(response.parsed, parsed_bundle(response.parsed))
