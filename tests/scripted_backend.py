@@ -5,6 +5,7 @@ tested without any engine. Importable in a test kernel (the repo is on its PYTHO
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator
 from typing import Any
 
@@ -23,17 +24,26 @@ class ScriptedBackend(BaseBackend):
     def setup(self) -> None:
         self.script: list[Any] = []
         self.sent: list[GenerationRequest] = []
+        self.closed = threading.Event()
 
     def list_models(self) -> list[str]:
         return ["m"]
 
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
+        """The script: an exception is raised, a callable called (a pause), the rest yielded."""
         self.sent.append(request)
+        self.closed = threading.Event()
         yield Started()
-        for item in self.script:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        try:
+            for item in self.script:
+                if isinstance(item, BaseException):
+                    raise item
+                if callable(item):
+                    item()
+                    continue
+                yield item
+        finally:
+            self.closed.set()  # the source was released (read to its end or closed)
 
 
 class PlainBackend(ScriptedBackend):
@@ -44,11 +54,11 @@ class PlainBackend(ScriptedBackend):
     capabilities = Capabilities(downloads=False)
 
 
-def install(backend: BaseBackend) -> BaseBackend:
-    """Put ``backend`` into this process's session loader under its name."""
+def install(backend: BaseBackend, loader: Any = None) -> BaseBackend:
+    """Put ``backend`` into ``loader`` (default: this process's session's) under its name."""
     from localmind_jupyter.core.model_loader import BackendStatus
     from localmind_jupyter.session import get_session
 
-    statuses = get_session().loader.statuses
+    statuses = (loader or get_session().loader).statuses
     statuses[backend.name] = BackendStatus(backend.name, backend.type_name, True, backend)
     return backend
