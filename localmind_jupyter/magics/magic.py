@@ -97,7 +97,9 @@ class LocalMind(LineCommands, Magics):
     @argument("--top-p", type=float, help="nucleus sampling, (0, 1]")
     @argument("--seed", type=int, help="seed for reproducible sampling")
     @argument("--stop", action="append", help="stop sequence (repeatable)")
-    @argument("-o", "--output", metavar="VAR", help="store the answer (parsed for json) in VAR")
+    @argument(
+        "-o", "--output", metavar="VAR", help="store the answer (parsed for json, --schema) in VAR"
+    )
     @argument("--schema", metavar="NAME", help="pydantic class or JSON Schema dict to answer in")
     @argument(
         "--think", nargs="?", const=True, choices=THINK_LEVELS, help="think (low|medium|high)"
