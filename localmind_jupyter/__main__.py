@@ -20,10 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-s", "--system", help="system prompt")
     parser.add_argument("-t", "--temperature", type=float, help="0 = greedy (the default)")
     parser.add_argument("--max-tokens", type=int, default=256)
+    thinking = parser.add_mutually_exclusive_group()
+    thinking.add_argument(
+        "--think", nargs="?", const=True, choices=("low", "medium", "high"), help="think first"
+    )
+    thinking.add_argument(
+        "--no-think", dest="think", action="store_false", default=None, help="do not think"
+    )
     args = parser.parse_args(argv)
 
     from .core.model_loader import ModelLoader
 
+    trace = _TraceToStderr()
     try:
         backend, model = ModelLoader().resolve(args.model)
         print(f"[{backend.name}:{model}]", file=sys.stderr, flush=True)
@@ -33,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
             system=args.system,
             temperature=args.temperature,
             max_tokens=args.max_tokens,
+            **({} if args.think is None else {"think": args.think}),
         )
+        stream.on_thinking(trace.write)
         for piece in stream:
+            trace.end()
             print(terminal_text(piece), end="", flush=True)
+        trace.end()
     except KeyboardInterrupt:
+        trace.end()
         print("\n[stopped]", file=sys.stderr)
         return 130
     except GenerationError as exc:
@@ -57,6 +70,24 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+class _TraceToStderr:
+    """The reasoning trace, apart from the answer: on stderr, between ``[thinking]`` lines."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def write(self, piece: str) -> None:
+        if not self.open:
+            self.open = True
+            print("[thinking]", file=sys.stderr)
+        print(terminal_text(piece), end="", file=sys.stderr, flush=True)
+
+    def end(self) -> None:
+        if self.open:
+            self.open = False
+            print("\n[/thinking]", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from localmind_jupyter.demo import _Printer
 from localmind_jupyter.magics.render import TerminalView, finalize
 from localmind_jupyter.safe_display import terminal_text
@@ -72,3 +74,19 @@ def test_command_line_answer_prints_no_escape_sequence(ollama_server) -> None:
     assert run.returncode == 0, run.stderr
     assert "\x1b" not in run.stdout and "\x07" not in run.stdout, repr(run.stdout)
     assert terminal_text(HOSTILE) in run.stdout
+
+
+def test_command_line_thinking_goes_apart_to_stderr_without_escapes(capsys) -> None:
+    from localmind_jupyter.__main__ import _TraceToStderr, main
+
+    trace = _TraceToStderr()
+    trace.write("Paris\x1b]0;pwned\x07 is")
+    trace.write(" the capital")
+    trace.end()
+    trace.end()  # ended once
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "[thinking]\nParis]0;pwned is the capital\n[/thinking]\n"
+    with pytest.raises(SystemExit):
+        main(["--think", "--no-think", "hello"])
+    assert "not allowed with argument" in capsys.readouterr().err

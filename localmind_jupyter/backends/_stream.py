@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError, LocalMindError
@@ -41,6 +41,17 @@ __all__ = [
 ]
 
 
+class _Trace(list[str]):
+    """The trace's pieces; a front end's ``listener`` hears each one as it is appended."""
+
+    listener: Callable[[str], None] | None = None
+
+    def append(self, piece: str) -> None:
+        super().append(piece)
+        if self.listener is not None:
+            self.listener(piece)
+
+
 class ResponseStream:
     """Text pieces as they arrive; ``.response`` once exhausted; ``.close()`` stops the source.
 
@@ -54,7 +65,7 @@ class ResponseStream:
         self.backend = backend
         self.response: ModelResponse | None = None
         self.pieces: list[str] = []
-        self.thinking_pieces: list[str] = []
+        self.thinking_pieces: list[str] = _Trace()
         self._generator: Generator[str, None, None] | None = None
         self._cancel: threading.Event | None = None
 
@@ -75,6 +86,12 @@ class ResponseStream:
     def thinking(self) -> str:
         """The reasoning the model streamed apart from its answer, if any."""
         return "".join(self.thinking_pieces)
+
+    def on_thinking(self, listener: Callable[[str], None] | None) -> None:
+        """Call ``listener`` with each piece of the trace as it arrives (on the reading
+        thread): the text pieces the stream yields carry none of it."""
+        assert isinstance(self.thinking_pieces, _Trace)
+        self.thinking_pieces.listener = listener
 
     def __iter__(self) -> Iterator[str]:
         assert self._generator is not None, "stream was never bound to a generator"

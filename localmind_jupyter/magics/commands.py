@@ -17,6 +17,7 @@ from ..errors import LocalMindError
 from ..secrets import redact
 from ..session import KernelSession
 from .tables import Table
+from .thinking import stats_of
 
 if TYPE_CHECKING:
     from ..core.downloads import DownloadStatus
@@ -206,7 +207,7 @@ class LineCommands:
         if response is None:
             print("no answer yet in this kernel")
             return
-        rows = [[k, v] for k, v in response.to_dict().items() if k != "text"]
+        rows = [[k, v] for k, v in stats_of(response).items()]
         self._show(Table(["statistic", "value"], rows))
 
     def _cmd_pull(self, args: list[str]) -> None:

@@ -23,7 +23,9 @@ from ..session import KernelSession, get_session
 from .commands import LineCommands
 from .interpolation import describe_missing, interpolate
 from .output_name import output_name_problem
-from .render import FORMATS, NotebookView, TerminalView, finalize
+from .render import FORMATS, Final, NotebookView, TerminalView, finalize
+from .request_options import THINK_LEVELS, FlagError, structured_options
+from .thinking import parsed_bundle, stats_of
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
@@ -32,8 +34,12 @@ if TYPE_CHECKING:
 def _stats_line(response: ModelResponse, stopped: bool) -> str:
     parts = [f"{response.backend}:{response.model}"]
     about = "~" if response.tokens_approximate else ""  # counted pieces, not the server's count
+    thought = response.thinking_tokens
     if response.completion_tokens is not None:
-        parts.append(f"{about}{response.completion_tokens} tokens")
+        of_which = f" ({thought} thinking)" if thought is not None else ""
+        parts.append(f"{about}{response.completion_tokens} tokens{of_which}")
+    elif thought is not None:
+        parts.append(f"{thought} thinking tokens")
     if response.time_to_first_token is not None:
         parts.append(f"first token {response.time_to_first_token:.2f} s")
     if response.tokens_per_second:
@@ -43,6 +49,15 @@ def _stats_line(response: ModelResponse, stopped: bool) -> str:
     if stopped:
         parts.append("stopped")
     return " · ".join(parts)
+
+
+def _parameters(options: dict[str, Any]) -> dict[str, Any]:
+    """The request's options as JSON-ready metadata: a pydantic schema by its name."""
+    shown = {k: v for k, v in options.items() if k != "messages"}
+    schema = shown.get("schema")
+    if isinstance(schema, type):
+        shown["schema"] = schema.__name__
+    return shown
 
 
 @magics_class
@@ -82,7 +97,15 @@ class LocalMind(LineCommands, Magics):
     @argument("--top-p", type=float, help="nucleus sampling, (0, 1]")
     @argument("--seed", type=int, help="seed for reproducible sampling")
     @argument("--stop", action="append", help="stop sequence (repeatable)")
-    @argument("-o", "--output", metavar="VAR", help="store the answer (parsed for json) in VAR")
+    @argument(
+        "-o", "--output", metavar="VAR", help="store the answer (parsed for json, --schema) in VAR"
+    )
+    @argument("--schema", metavar="NAME", help="pydantic class or JSON Schema dict to answer in")
+    @argument(
+        "--think", nargs="?", const=True, choices=THINK_LEVELS, help="think (low|medium|high)"
+    )
+    @argument("--no-think", action="store_true", help="answer without thinking")
+    @argument("--option", action="append", metavar="KEY=VALUE", help="backend option (repeatable)")
     @argument("--no-stream", action="store_true", help="show the answer only when complete")
     @argument("--no-history", action="store_true", help="send this prompt alone")
     @argument("--no-interpolate", action="store_true", help="leave {name} as written")
@@ -169,6 +192,14 @@ class LocalMind(LineCommands, Magics):
         except LocalMindError as exc:
             self._say(str(exc), error=True)
             return
+        try:
+            capabilities = backend.model_capabilities(model)
+            options.update(structured_options(args, shell.user_ns, fmt, capabilities))
+        except FlagError as exc:
+            self._say(str(exc), error=True)
+            return
+        if args.schema is not None:
+            fmt = "json"
         conversation = None
         if not args.no_history:
             conversation = self.session.history_for(backend.name, model, self.max_history)
@@ -191,6 +222,8 @@ class LocalMind(LineCommands, Magics):
         stream = None
         try:
             stream = backend.generate_stream(prompt, model, **options)
+            if not args.no_stream:
+                stream.on_thinking(view.on_thinking)
             if args.no_stream:  # drained unseen, so an interrupt still keeps what arrived
                 for _ in stream:
                     pass
@@ -211,30 +244,42 @@ class LocalMind(LineCommands, Magics):
                 message += f" — `%localmind pull {backend.name}:{model}` may fetch it"
             view.fail(message)
             return
+        trace = ""
         if stream is not None:
             text = stream.text or text
             response = stream.response
-        if not text and (failure is not None or stopped):
+            trace = stream.thinking
+            if args.no_stream and trace:
+                view.on_thinking(trace)  # unseen while it arrived: shown whole now
+        if not text and not trace and (failure is not None or stopped):
             # Nothing arrived: the message alone, no empty answer and no footer around it.
             view.fail(str(failure) if failure is not None else "stopped before any answer arrived")
             return
         if response is None:
             response = ModelResponse(text=text, model=model, backend=backend.name)
 
-        final = finalize(text, fmt, remote_images=remote_images)
+        final = finalize(
+            text,
+            "text" if args.schema and response.parsed is None else fmt,
+            remote_images=remote_images,
+        )
+        if response.parsed is not None:  # validated against --schema: the object, not the text
+            final = Final(response.parsed, parsed_bundle(response.parsed))
         metadata = {
             "backend": backend.name,
             "model": model,
             "format": fmt,
-            "parameters": {k: v for k, v in options.items() if k != "messages"},
+            "parameters": _parameters(options),
             "history_turns": len(options.get("messages", ())) // 2,
-            "stats": {k: v for k, v in response.to_dict().items() if k != "text"},
+            "stats": stats_of(response),
             "stopped": stopped,
             "error": str(failure) if failure else None,
         }
         view.finish(text, final, metadata)
         if final.note:
             self._say(final.note)
+        if response.warning:
+            self._say(response.warning)
         if stopped:
             self._say("stopped — the partial answer is kept above")
         if failure is not None:

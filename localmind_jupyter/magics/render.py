@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import safe_display
+from .thinking import thinking_bundle
 
 if TYPE_CHECKING:
     from ..backends.base import ResponseStream
@@ -112,12 +113,47 @@ class NotebookView:
         self.min_interval = 1.0 / max_rate
         self.updates = 0
         self._next = 0.0
+        self._waiting = waiting
+        self._text = ""
+        self._trace: list[str] = []
+        self._trace_handle: Any = None
         # Shown until the first piece: loading a model can take a while.
         self._handle = display({"text/plain": f"⏳ {waiting}"}, raw=True, display_id=True)
 
     def fail(self, text: str) -> None:
         """The request failed before any answer: the waiting line becomes the message."""
+        self.close_trace("error")
         self._handle.update(_note_bundle(text, error=True), raw=True)
+
+    def on_thinking(self, piece: str) -> None:
+        """A piece of the trace: shown, throttled like the answer, in a block above it.
+
+        The first output (still the waiting line) becomes the block and the answer moves
+        to a new one below, so the trace stays above the answer whatever arrives first.
+        """
+        from IPython.display import display
+
+        self._trace.append(piece)
+        if self._trace_handle is None:
+            self._trace_handle = self._handle
+            bundle = (
+                streaming_bundle(self._text, self.fmt, remote_images=self.remote_images)
+                if self._text
+                else {"text/plain": f"⏳ {self._waiting}"}
+            )
+            self._handle = display(bundle, raw=True, display_id=True)
+            self._next = 0.0
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self.updates += 1
+        self._trace_handle.update(thinking_bundle("".join(self._trace), "streaming"), raw=True)
+        self._next = now + self.min_interval
+
+    def close_trace(self, state: str) -> None:
+        """The block's final render: whole, titled by how the answer ended."""
+        if self._trace_handle is not None:
+            self._trace_handle.update(thinking_bundle("".join(self._trace), state), raw=True)
 
     def on_piece(self, piece: str, stream: ResponseStream) -> None:
         """Called for every piece; renders at most ``max_rate`` times a second.
@@ -129,7 +165,8 @@ class NotebookView:
         if now < self._next:
             return
         self.updates += 1
-        bundle = streaming_bundle(stream.text, self.fmt, remote_images=self.remote_images)
+        self._text = stream.text
+        bundle = streaming_bundle(self._text, self.fmt, remote_images=self.remote_images)
         self._handle.update(bundle, raw=True)
         # A long Markdown answer takes a while to render: then render less often, so
         # rendering never takes more than about a quarter of the stream's time.
@@ -138,6 +175,7 @@ class NotebookView:
 
     def finish(self, text: str, final: Final, metadata: dict[str, Any]) -> None:
         self.updates += 1
+        self.close_trace(_trace_state(metadata))
         self._handle.update(final.bundle, raw=True, metadata={"localmind": metadata})
 
     def note(self, text: str, *, error: bool = False) -> None:
@@ -167,18 +205,41 @@ class TerminalView:
         self.out = stream or sys.stdout
         self.updates = 0
         self._shown = 0
+        self._thinking = False
 
     def fail(self, text: str) -> None:
+        self.close_trace("error")
         sys.stderr.write(f"⚠ {safe_display.terminal_text(text)}\n")
         sys.stderr.flush()
 
+    def on_thinking(self, piece: str) -> None:
+        """The trace, apart: after a ``[thinking]`` line, dimmed where the output is a tty."""
+        if not self._thinking:
+            self._thinking = True
+            self.out.write("[thinking]\n" + (_DIM if self._tty() else ""))
+        self.out.write(safe_display.terminal_text(piece))
+        self.out.flush()
+
+    def close_trace(self, state: str = "done") -> None:
+        if self._thinking:
+            self._thinking = False
+            ended = {"stopped": " (stopped)", "error": " (failed)"}.get(state, "")
+            self.out.write((_UNDIM if self._tty() else "") + f"\n[/thinking{ended}]\n")
+            self.out.flush()
+
+    def _tty(self) -> bool:
+        isatty = getattr(self.out, "isatty", None)
+        return bool(isatty and isatty())
+
     def on_piece(self, piece: str, stream: ResponseStream) -> None:
+        self.close_trace()
         self.out.write(safe_display.terminal_text(piece))
         self.out.flush()
         self._shown += len(piece)
         self.updates += 1
 
     def finish(self, text: str, final: Final, metadata: dict[str, Any]) -> None:
+        self.close_trace(_trace_state(metadata))
         self.out.write(safe_display.terminal_text(text[self._shown :]) + "\n")
         self.out.flush()
 
@@ -189,6 +250,16 @@ class TerminalView:
     def footer(self, text: str) -> None:
         self.out.write(f"[{safe_display.terminal_text(text)}]\n")
         self.out.flush()
+
+
+_DIM, _UNDIM = "\x1b[2m", "\x1b[22m"
+
+
+def _trace_state(metadata: dict[str, Any]) -> str:
+    """How the answer ended, for the thinking block's title."""
+    if metadata.get("stopped"):
+        return "stopped"
+    return "error" if metadata.get("error") else "done"
 
 
 def _note_bundle(text: str, *, error: bool) -> dict[str, str]:

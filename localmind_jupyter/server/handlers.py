@@ -245,8 +245,8 @@ class GenerateHandler(LocalMindHandler):
 
 def _event_line(kind: str, value: Any) -> dict[str, Any]:
     """The NDJSON object for one event of the generating thread."""
-    if kind == "text":
-        return {"type": "text", "text": value}
+    if kind in ("text", "thinking"):
+        return {"type": kind, "text": value}
     if kind == "done":
         if value is None:
             return {

@@ -24,9 +24,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: ("text", str) | ("done", ModelResponse) | ("error", Exception)
+#: ("text", str) | ("thinking", str) | ("done", ModelResponse) | ("error", Exception)
 Event = tuple[str, Any]
 TERMINAL = frozenset({"done", "error"})
+
+
+class _Stopped(GeneratorExit):
+    """Raised from the trace listener to end a stopped generation's reading: the stream
+    takes it as a cancel (a ``GeneratorExit``), so the backend's source is closed at once."""
 
 
 class GenerationPump:
@@ -102,6 +107,7 @@ class GenerationPump:
         self._stream = stream
         if self._stop.is_set():
             stream.cancel()  # stopped while the backend was still opening the stream
+        stream.on_thinking(self._thinking)
         try:
             completed = True
             for piece in stream:
@@ -110,6 +116,8 @@ class GenerationPump:
                     break
             if completed and not self._stop.is_set():
                 self._put(("done", stream.response))
+        except _Stopped:
+            pass  # stopped mid-trace: nobody is left to tell
         except Exception as exc:  # noqa: BLE001 - becomes the stream's final error line
             self._put(("error", exc))
         finally:
@@ -119,6 +127,12 @@ class GenerationPump:
                 log.exception("closing the generation stream failed")
             finally:
                 self._end()
+
+    def _thinking(self, piece: str) -> None:
+        """A piece of the trace, queued like text; a stop ends the reading here too (a
+        long trace would otherwise be read to its end before the next text piece)."""
+        if self._stop.is_set() or not self._put(("thinking", piece)):
+            raise _Stopped("the client went away while the model was thinking")
 
     def _put(self, event: Event) -> bool:
         """Queue an event, waiting for room; False when a stop came while waiting."""

@@ -187,6 +187,35 @@ def parse_generate(body: bytes) -> GenerateRequest:
             f'\'model\' is missing; send {GENERATE_EXAMPLE} (or "model": "backend:model")',
         )
     options = {k: v for k, v in data.items() if k not in _GENERATE_FIELDS}
+    check_structured(options)
     return GenerateRequest(
         prompt=prompt, model=data["model"], backend=_optional_str(data, "backend"), options=options
     )
+
+
+_THINK = ("low", "medium", "high")
+
+
+def check_structured(options: dict[str, Any]) -> None:
+    """``schema``, ``json_mode``, ``think``, ``options``: their JSON types, with a 400 that
+    shows one; what a schema may say and which options a backend takes, the backend checks."""
+    schema = options.get("schema")
+    if "schema" in options and not isinstance(schema, dict):
+        raise ApiError(
+            400,
+            f"'schema' must be a JSON Schema object, not {_kind(schema)}, e.g. "
+            '"schema": {"type": "object", "properties": {"capital": {"type": "string"}}}',
+        )
+    if "json_mode" in options and not isinstance(options["json_mode"], bool):
+        raise ApiError(400, f"'json_mode' must be true or false, not {_kind(options['json_mode'])}")
+    think = options.get("think")
+    if "think" in options and not (isinstance(think, bool) or think in _THINK):
+        raise ApiError(
+            400, f'\'think\' must be true, false, "low", "medium" or "high", not {think!r:.40}'
+        )
+    if "options" in options and not isinstance(options["options"], dict):
+        raise ApiError(
+            400,
+            f"'options' must be an object of backend option names to values, not "
+            f'{_kind(options["options"])}, e.g. "options": {{"num_ctx": 4096}}',
+        )
