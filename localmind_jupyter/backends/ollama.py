@@ -6,10 +6,8 @@ in-band error lines after streaming started, ``keep_alive`` to load and unload.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
 from . import _ollama_names
 from . import _ollama_wire as wire
+from ._http_cancel import close_on_cancel
 from ._ollama_host import DEFAULT_BASE_URL, DEFAULT_PORT, normalize_host, split_credentials
 from ._ollama_options import check_options, check_structured
 from .base import (
@@ -343,7 +342,7 @@ class OllamaBackend(BaseBackend):
         if cancel is not None:
             # A stalled pull sends no line to notice the cancel on: close it from here.
             threading.Thread(
-                target=_close_on_cancel,
+                target=close_on_cancel,
                 args=(response, cancel, finished),
                 name="localmind-ollama-pull-cancel",
                 daemon=True,
@@ -387,17 +386,3 @@ class OllamaBackend(BaseBackend):
             response.close()
         if pulled.status != "success":
             raise DownloadError(f"the pull of '{model}' ended before Ollama reported success")
-
-
-def _close_on_cancel(
-    response: httpx.Response, cancel: threading.Event, finished: threading.Event
-) -> None:
-    """Wake the reader blocked in ``recv``: closing from another thread would not."""
-    while not finished.is_set():
-        if cancel.wait(0.1):
-            stream = response.extensions.get("network_stream")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            return
