@@ -47,14 +47,9 @@ class EmbeddedModelInfo(TypedDict, total=False):
     converted_path: str
 
 
-class BackendInfo(TypedDict, total=False):
-    """``get_backend_info()``: the base's keys always, a backend's own keys where it has them."""
+class _BackendExtras(TypedDict, total=False):
+    """The keys a backend adds to its info where it has them (written once for both shapes)."""
 
-    name: Required[str]
-    type: Required[str]
-    display_name: Required[str]
-    capabilities: Required[CapabilitiesDict]
-    downloads_models: Required[bool]
     # Servers (Ollama, OpenAI-compatible, Anthropic); URLs are shown redacted.
     base_url: str
     version: str | None
@@ -72,6 +67,16 @@ class BackendInfo(TypedDict, total=False):
     n_ctx: int
     n_threads: int | None
     n_gpu_layers: int
+
+
+class BackendInfo(_BackendExtras, total=False):
+    """``get_backend_info()``: the base's keys always, a backend's own keys where it has them."""
+
+    name: Required[str]
+    type: Required[str]
+    display_name: Required[str]
+    capabilities: Required[CapabilitiesDict]
+    downloads_models: Required[bool]
 
 
 class ModelDetails(TypedDict, total=False):
@@ -111,7 +116,7 @@ class CatalogRow(TypedDict):
     capabilities: NotRequired[CapabilitiesDict]
 
 
-class BackendStatusInfo(TypedDict, total=False):
+class BackendStatusInfo(_BackendExtras, total=False):
     """``BackendInfo`` plus the backend's state; only name and type when it could not be built."""
 
     name: Required[str]
@@ -122,21 +127,6 @@ class BackendStatusInfo(TypedDict, total=False):
     display_name: str
     capabilities: CapabilitiesDict
     downloads_models: bool
-    base_url: str
-    version: str | None
-    server_version: str | None
-    preset: str | None
-    api_key_set: bool
-    loaded_models: list[str]
-    max_loaded_models: int
-    model_dirs: list[str]
-    embedded_model: EmbeddedModelInfo
-    device: str
-    dtype: str
-    llama_cpp_version: str | None
-    n_ctx: int
-    n_threads: int | None
-    n_gpu_layers: int
 
 
 class RegistryBackendEntry(TypedDict):
