@@ -36,7 +36,7 @@ def test_generate_and_pull_say_the_same_instead_of_a_bare_404(shim):
         backend.generate("hi", "gpt-test")
     message = str(info.value)
     assert "no /api/chat" in message and f"`base_url: {shim.url}/v1`" in message
-    assert "404" not in message
+    assert "404" not in message.replace(shim.url, "URL")  # the free port may hold "404"
     with pytest.raises(BackendUnavailable, match="no /api/chat"):
         backend.load_model("gpt-test")
     with pytest.raises(DownloadError, match="no /api/pull"):
