@@ -25,7 +25,14 @@ class LocalMindError(Exception):
 
     Its message goes through the redactor: whoever prints it (a traceback, a log, a REST
     answer) never shows a key or a URL password, even one quoted from an SDK's error.
+
+    ``retryable``: the same request may succeed if sent again later (a dropped connection,
+    HTTP 429, a 5xx) and no part of an answer arrived; ``retry_after``: the seconds the
+    server asked to wait (``Retry-After``), when it said.
     """
+
+    retryable: bool = False
+    retry_after: float | None = None
 
     def __init__(self, *args: object) -> None:
         super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))

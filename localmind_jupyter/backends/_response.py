@@ -36,6 +36,9 @@ class ModelResponse:
     thinking_tokens: int | None = None
     #: Something the user should know about this answer (thinking used up the budget…).
     warning: str | None = None
+    #: Why this answer failed (``finish_reason == "error"``): a batch keeps a failed row as
+    #: such a response, so results always line up with their inputs.
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: a parsed pydantic object as its data."""
@@ -44,6 +47,20 @@ class ModelResponse:
         dump = getattr(parsed, "model_dump", None)
         data["parsed"] = dump(mode="json") if callable(dump) else parsed
         return data
+
+
+def failed_response(
+    backend: str, model: str, reason: str, error: BaseException | None
+) -> ModelResponse:
+    """The row a batch keeps for a prompt that got no answer (the partial text, if any)."""
+    partial = getattr(error, "partial_text", "") or ""
+    return ModelResponse(
+        text=partial,
+        model=model,
+        backend=backend,
+        finish_reason=reason,
+        error=None if error is None else (str(error) or type(error).__name__),
+    )
 
 
 @dataclass(frozen=True)

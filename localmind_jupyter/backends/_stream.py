@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError, LocalMindError
-from ._answer import budget_warning, validated
 from ._response import Delta, ModelResponse, Started, Thinking, Usage
 from ._stops import StopMatcher
+from ._timer import AnswerEnd, StreamTimer
 
 if TYPE_CHECKING:
     from ._schema import OutputSchema
+
 
 __all__ = [
     "Delta",
@@ -122,101 +122,6 @@ class ResponseStream:
         self.close()
 
 
-class StreamTimer:
-    """Measures time to first token and duration the same way for every backend.
-
-    Generators hold the timer, not the stream: it keeps the stream's pieces and only a
-    weak reference to the stream itself.
-    """
-
-    def __init__(self, stream: ResponseStream | None = None) -> None:
-        self.start = time.perf_counter()
-        self.first: float | None = None
-        self._stream = weakref.ref(stream) if stream is not None else None
-        self.pieces: list[str] = stream.pieces if stream is not None else []
-        #: With ``schema=``: what the finished answer is validated against.
-        self.schema: OutputSchema | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-    def mark_piece(self) -> None:
-        if self.first is None:
-            self.first = time.perf_counter()
-
-    def cancelled(self, usage: Usage | None = None) -> ModelResponse | None:
-        """The consumer left (``close()``, a left loop, Ctrl-C): keep the partial answer."""
-        return self.finish(
-            finish_reason="cancelled",
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-        )
-
-    def finish(
-        self,
-        stream: ResponseStream | None = None,
-        *,
-        finish_reason: str | None,
-        prompt_tokens: int | None,
-        completion_tokens: int | None,
-        tokens_per_second: float | None = None,
-        thinking_tokens: int | None = None,
-    ) -> ModelResponse | None:
-        """Record the response on the stream (if anyone still holds it).
-
-        Tokens/s is decode speed, after the first token, unless the backend knows better.
-        Without a count from the engine (llama.cpp's server sends no usage; a stopped
-        stream gets none) the streamed pieces are counted: about one token each.
-        """
-        if stream is None and self._stream is not None:
-            stream = self._stream()
-        if stream is None:
-            return None
-        approximate = completion_tokens is None and bool(stream.pieces)
-        if approximate:
-            completion_tokens = len(stream.pieces)
-        end = time.perf_counter()
-        ttft = None if self.first is None else self.first - self.start
-        if tokens_per_second is None and completion_tokens and ttft is not None:
-            decode_time = end - self.first  # type: ignore[operator]
-            if completion_tokens > 1 and decode_time > 0:
-                tokens_per_second = (completion_tokens - 1) / decode_time
-        response = ModelResponse(
-            text=stream.text,
-            model=stream.model,
-            backend=stream.backend,
-            finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            time_to_first_token=ttft,
-            duration=end - self.start,
-            tokens_per_second=tokens_per_second,
-            tokens_approximate=approximate,
-            thinking=stream.thinking or None,
-            thinking_tokens=thinking_tokens,
-        )
-        response.warning = budget_warning(response)
-        stream.response = response
-        return response
-
-    def finished(self, usage: Usage | None) -> None:
-        """The source ended on its own: record the answer with the engine's counts."""
-        if usage is None:
-            self.finish(finish_reason="stop", prompt_tokens=None, completion_tokens=None)
-        else:
-            self.finish(
-                finish_reason=usage.finish_reason or "stop",
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                tokens_per_second=usage.tokens_per_second,
-                thinking_tokens=usage.thinking_tokens,
-            )
-        stream = self._stream() if self._stream is not None else None
-        if self.schema is not None and stream is not None and stream.response is not None:
-            stream.response.parsed = validated(self.schema, stream.response)
-
-
 _NOTHING: Any = object()
 
 
@@ -226,13 +131,20 @@ def open_stream(
     backend: str,
     stops: list[str] | None = None,
     schema: OutputSchema | None = None,
+    on_end: AnswerEnd | None = None,
 ) -> ResponseStream:
     """Run ``source`` up to ``Started`` and wrap it; ``stops``: strings the base cuts at;
-    ``schema``: what the finished answer must validate against (into ``parsed``)."""
+    ``schema``: what the finished answer must validate against (into ``parsed``);
+    ``on_end``: told once how the answer ended, set-up failures included."""
     stream = ResponseStream(model, backend)
     timer = StreamTimer(stream)
     timer.schema = schema
-    first = next(source, _NOTHING)  # set-up errors (no such model, refused) raise here
+    timer.on_end = on_end
+    try:
+        first = next(source, _NOTHING)  # set-up errors (no such model, refused) raise here
+    except BaseException as exc:
+        timer.ended(None, exc)
+        raise
     started = first if isinstance(first, Started) else None
     if started is not None:
         first = _NOTHING
@@ -353,16 +265,23 @@ def _other(delta: Any, thinking: list[str], usage: Usage | None) -> Usage | None
 
 
 def _failure(exc: Exception, partial: str, timer: StreamTimer) -> Exception:
-    """A failure mid-answer as a ``GenerationError`` that keeps what arrived."""
+    """A failure mid-answer as a ``GenerationError`` that keeps what arrived (told to
+    ``on_end``); once text arrived, sending the request again is no longer a retry."""
+    error: Exception
     if isinstance(exc, GenerationError):
         if not exc.partial_text:
             exc.partial_text = partial
-        return exc
-    if isinstance(exc, LocalMindError):
-        return exc
-    stream = timer._stream() if timer._stream is not None else None
-    who = stream.backend if stream is not None else "the backend"
-    return GenerationError(f"{who} failed mid-answer: {exc}", partial)
+        error = exc
+    elif isinstance(exc, LocalMindError):
+        error = exc
+    else:
+        stream = timer._stream() if timer._stream is not None else None
+        who = stream.backend if stream is not None else "the backend"
+        error = GenerationError(f"{who} failed mid-answer: {exc}", partial)
+    if partial and isinstance(error, LocalMindError):
+        error.retryable = False
+    timer.ended(None, error)
+    return error
 
 
 def _cause(exc: Exception) -> BaseException | None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import threading
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, GenerationError
 from ..secrets import is_secret_key, register_settings
 from ._checks import check_generic_name, refuse_unsupported
+from ._response import failed_response
 from ._stream import (
     Delta,
     ModelResponse,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .contracts import BackendInfo, InstalledModel
 
 __all__ = [
+    "AnswerSink",
     "BackendSettings",
     "BaseBackend",
     "Delta",
@@ -52,6 +54,12 @@ __all__ = [
 
 #: Called with each ``DownloadProgress`` of a download (from the downloading thread).
 ProgressCallback = Callable[["DownloadProgress"], None]
+
+#: ``sink(backend, request, response, error)``: told once how each generation ended (the
+#: answer log); ``response`` is None when it failed before or during the answer.
+AnswerSink = Callable[
+    ["BaseBackend", "GenerationRequest", "ModelResponse | None", "BaseException | None"], None
+]
 
 
 @dataclass
@@ -164,6 +172,13 @@ class BaseBackend:
     #: Packages ``check_availability`` imports on first use; the loader imports them one at
     #: a time before probing in parallel (concurrent first imports can see half a module).
     probe_modules: ClassVar[tuple[str, ...]] = ()
+    #: How many requests a batch sends at once by default (a server answers several in
+    #: parallel; an in-process engine computes one at a time). Config may override it.
+    default_concurrency: ClassVar[int] = 1
+    #: How many prompts the engine decodes together in one ``generate_batch`` pass.
+    batch_size: ClassVar[int] = 1
+    #: Told how every generation ended; the loader sets it to the answer log (None: off).
+    answer_sink: AnswerSink | None = None
 
     def __init__(
         self,
@@ -259,7 +274,14 @@ class BaseBackend:
         source = self.deltas(request)
         if self.think_tags:
             source = split_think_tags(source)
-        return open_stream(source, model, self.name, stops, request.output_schema)
+        sink = self.answer_sink
+        on_end = None
+        if sink is not None:
+
+            def on_end(response: ModelResponse | None, error: BaseException | None) -> None:
+                sink(self, request, response, error)
+
+        return open_stream(source, model, self.name, stops, request.output_schema, on_end)
 
     def generate(self, prompt: str, model: str, **kwargs: Any) -> ModelResponse:
         """Drain the stream: one code path for both, so stats and errors cannot drift apart."""
@@ -269,6 +291,33 @@ class BaseBackend:
         if stream.response is None:
             raise GenerationError("the stream ended without a final response", stream.text)
         return stream.response
+
+    def generate_batch(
+        self,
+        prompts: Sequence[str],
+        model: str,
+        *,
+        cancel: threading.Event | None = None,
+        **kwargs: Any,
+    ) -> list[ModelResponse]:
+        """One answer per prompt, in order, with the same options; never raises for one row.
+
+        A prompt that fails gives a response with ``finish_reason="error"`` and ``error``
+        set; once ``cancel`` is set the prompts not yet answered come back ``"cancelled"``.
+        Bad options raise before any work. This default answers one prompt at a time; an
+        engine that decodes several sequences per step (``batch_size > 1``) overrides it.
+        """
+        self.build_request("", model, **kwargs)  # bad options fail before the first prompt
+        answers: list[ModelResponse] = []
+        for prompt in prompts:
+            if cancel is not None and cancel.is_set():
+                answers.append(failed_response(self.name, model, "cancelled", None))
+                continue
+            try:
+                answers.append(self.generate(prompt, model, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
+                answers.append(failed_response(self.name, model, "error", exc))
+        return answers
 
     def get_backend_info(self) -> BackendInfo:
         return {
