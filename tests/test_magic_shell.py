@@ -168,6 +168,18 @@ def test_json_answer_with_a_number_past_pythons_int_limit_keeps_the_raw_text(ip,
     assert ip.user_ns["data"] == '{"n": ' + digits + "}"
 
 
+def test_json_answer_nested_too_deep_keeps_the_raw_text(ip, servers, capsys):
+    """``[[[[…]]]]`` 100,000 deep makes json.loads raise RecursionError: a note, not a traceback."""
+    ollama_server, _ = servers
+    depth = 100_000
+    ollama_server.reply_pieces = ["[" * depth, "]" * depth]
+    ask(ip, "-f json -o data --no-stats", "deep")
+    captured = capsys.readouterr()
+    assert "not valid JSON" in captured.out and "nested too deep" in captured.out
+    assert "Traceback" not in captured.out + captured.err
+    assert ip.user_ns["data"] == "[" * depth + "]" * depth
+
+
 def test_interpolation_fills_names_and_keeps_braces(ip, servers, capsys):
     ollama_server, _ = servers
     ip.user_ns["city"] = "Lyon"

@@ -47,6 +47,9 @@ def extract_code(text: str) -> tuple[str, str]:
     return match.group(1), match.group(2).rstrip()
 
 
+_TOO_DEEP = "the answer is not valid JSON for display (nested too deep); raw text kept"
+
+
 def _json_payload(text: str) -> str:
     lang, code = extract_code(text)
     return code if (lang in {"", "json"} and "```" in text) else text.strip()
@@ -70,7 +73,12 @@ def finalize(text: str, fmt: str, *, remote_images: bool = False) -> Final:
             return Final(text, plain, note=note)
         except ValueError as exc:  # a plain ValueError: a number past Python's int limit
             return Final(text, plain, note=f"the answer is not valid JSON ({exc}); raw text kept")
-        pretty = json.dumps(value, indent=2, ensure_ascii=False)
+        except RecursionError:
+            return Final(text, plain, note=_TOO_DEEP)
+        try:
+            pretty = json.dumps(value, indent=2, ensure_ascii=False)
+        except RecursionError:  # parsed, but too deep to print back
+            return Final(text, plain, note=_TOO_DEEP)
         bundle = {
             "text/plain": pretty,
             "application/json": value,
