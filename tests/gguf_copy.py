@@ -45,6 +45,19 @@ def levelled(template: str) -> str:
     return _LEVEL + template[: -len(GENERATION_PROMPT)] + _OPENING_SWITCH
 
 
+def always_opening(template: str) -> str:
+    """A template that reads the switch but opens the trace whatever it says, and refuses a
+    conversation that starts with the assistant (through ``raise_exception``)."""
+    assert template.endswith(GENERATION_PROMPT), template[-120:]
+    return (
+        "{% if messages[0]['role'] == 'assistant' %}"
+        "{{ raise_exception('the conversation must start with a user turn') }}{% endif %}"
+        + template[: -len(GENERATION_PROMPT)]
+        + "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think>\\n' }}"
+        "{% if enable_thinking is defined %}{% endif %}{% endif %}"
+    )
+
+
 def copy_with_template(source: Path, target: Path, template: str) -> Path:
     """Write ``target``: ``source`` with ``template`` as its chat template."""
     import gguf

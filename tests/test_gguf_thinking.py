@@ -21,7 +21,7 @@ from localmind_jupyter.backends import _embedded
 from localmind_jupyter.backends._gguf_meta import ThinkSwitch, chat_template, think_switch
 from localmind_jupyter.backends.gguf import GGUFBackend
 from localmind_jupyter.errors import OptionError
-from tests.gguf_copy import copy_with_template, levelled, qwen3_style
+from tests.gguf_copy import always_opening, copy_with_template, levelled, qwen3_style
 from tests.test_server_extension import (  # noqa: F401 - the fixtures, shared
     extension_config,
     extra_server_config,
@@ -231,6 +231,23 @@ def test_stop_strings_on_the_rendered_path(backend: GGUFBackend, qwen3: Path) ->
     r = backend.generate(PARIS, str(qwen3), think=False, temperature=0, max_tokens=40, stop=[" is"])
     assert r.finish_reason == "stop" and "Paris" not in r.text
     assert r.text and full.startswith(r.text)
+
+
+def test_a_template_that_always_opens_the_trace_or_rejects_the_turns_says_so(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Both errors come from the rendered path, before anything is generated."""
+    model = str(_copy(tmp_path_factory, "opens-think", always_opening))
+    b = GGUFBackend()
+    with pytest.raises(OptionError, match="opens a thinking trace even with thinking off"):
+        b.generate_stream(PARIS, model, schema=CAPITAL, think=False)
+    turns = [{"role": "assistant", "content": "Hello."}]
+    for think in (True, None):  # the rendered path and the chat path say the same
+        with pytest.raises(OptionError, match="rejected the messages: the conversation must"):
+            b.generate_stream(PARIS, model, messages=turns, think=think)
+    r = b.generate(PARIS, model, think=True, temperature=0, max_tokens=8)
+    assert r.text == "" and r.thinking  # the answer started inside the trace
+    assert sent(b, model).endswith("<|im_start|>assistant\n<think>\n")
 
 
 # --- a front end, end to end ---------------------------------------------------------------------
