@@ -32,6 +32,8 @@ class Counts:
     """Tokens of one generation, counted where llama.cpp samples them."""
 
     prompt: int | None = None
+    #: The prompt's token ids as llama.cpp received them (tests read what was rendered).
+    prompt_ids: tuple[int, ...] = ()
     completion: int = 0
     closed: bool = False
 
@@ -46,6 +48,8 @@ class Loaded:
     owner: int | None = None
     #: Counts of the latest generation (tests and diagnostics read them).
     last_counts: Counts | None = None
+    #: The chat template as llama-cpp-python renders it, for ``think`` (``_gguf_think``).
+    formatter: Any = None
 
 
 # --- the generation loop --------------------------------------------------------------------------
@@ -55,7 +59,8 @@ def generate(
     n_ctx: int,
     cancel: threading.Event,
 ) -> Generator[Delta, None, None]:
-    """Relay llama.cpp's chunks; on the way out, always close its iterator."""
+    """Relay llama.cpp's chunks, chat (``delta``) or completion (``text``) ones; on the way
+    out, always close its iterator."""
     me = threading.get_ident()
     if loaded.owner == me:
         chunks.close()
@@ -74,7 +79,7 @@ def generate(
             yield usage  # updated in place: a cancelled answer still says what it cost
             for chunk in chunks:
                 choice = chunk["choices"][0]
-                text = choice["delta"].get("content")
+                text = choice["delta"].get("content") if "delta" in choice else choice["text"]
                 if text:
                     yield text
                 if choice.get("finish_reason"):
@@ -150,14 +155,14 @@ def counting_llama_class() -> type:
                 counts = self.localmind_counts
                 if counts is None:
                     return inner
-                return _counting(inner, counts, len(tokens))
+                return _counting(inner, counts, tokens)
 
         cls = _llama_classes["llama"] = _CountingLlama
     return cls
 
 
-def _counting(inner: Generator[int, Any, None], counts: Counts, prompt: int) -> Iterator[int]:
-    counts.prompt = prompt
+def _counting(inner: Generator[int, Any, None], counts: Counts, prompt: Any) -> Iterator[int]:
+    counts.prompt, counts.prompt_ids = len(prompt), tuple(int(t) for t in prompt)
     try:
         for token in inner:
             counts.completion += 1

@@ -1,7 +1,8 @@
 """One value of a GGUF file's metadata, read without loading the model: its chat template.
 
 ``model_capabilities`` needs to know whether a model can think (its chat template writes
-``<think>``) when a catalog is listed, long before any model loads. The ``gguf`` package's
+``<think>`` or reads ``enable_thinking``), and ``think=`` what the template can switch,
+when a catalog is listed or options are checked, long before any model loads. The ``gguf`` package's
 reader parses every tensor and takes seconds; this walks the key-value header only
 (tens of milliseconds for a 50k-token vocabulary) and stops at the template.
 """
@@ -9,11 +10,13 @@ reader parses every tensor and takes seconds; this walks the key-value header on
 from __future__ import annotations
 
 import mmap
+import re
 import struct
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["chat_template", "template_thinks"]
+__all__ = ["ThinkSwitch", "chat_template", "template_thinks", "think_switch"]
 
 _TEMPLATE_KEY = b"tokenizer.chat_template"
 #: Sizes of the fixed-size value types of the GGUF format (type id -> bytes).
@@ -86,7 +89,40 @@ def chat_template(path: Path) -> str | None:
     return _cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-def template_thinks(path: Path) -> bool:
-    """Whether the model writes a ``<think>`` trace (its chat template mentions the tag)."""
+@dataclass(frozen=True)
+class ThinkSwitch:
+    """What a chat template does about thinking, read from its text."""
+
+    #: It writes the ``<think>`` tag (the trace is then split out of the text).
+    writes_tag: bool = False
+    #: It reads ``enable_thinking`` (Qwen3-style): thinking can be switched on and off.
+    on_off: bool = False
+    #: It reads ``reasoning_effort`` (gpt-oss-style): a level can be passed.
+    levels: bool = False
+
+    @property
+    def thinks(self) -> bool:
+        """A model that writes a trace the backend keeps apart, or can be told to."""
+        return self.writes_tag or self.on_off
+
+
+_READS_ON_OFF = re.compile(r"\benable_thinking\b")
+_READS_LEVEL = re.compile(r"\breasoning_effort\b")
+
+
+def think_switch(path: Path) -> ThinkSwitch:
+    """The file's template's thinking switch; nothing for no (or an unreadable) template."""
     template = chat_template(path)
-    return template is not None and "<think>" in template
+    if template is None:
+        return ThinkSwitch()
+    return ThinkSwitch(
+        writes_tag="<think>" in template,
+        on_off=_READS_ON_OFF.search(template) is not None,
+        levels=_READS_LEVEL.search(template) is not None,
+    )
+
+
+def template_thinks(path: Path) -> bool:
+    """Whether the model thinks: its chat template writes ``<think>`` or reads
+    ``enable_thinking``."""
+    return think_switch(path).thinks

@@ -24,7 +24,8 @@ llama.cpp iterator, so nothing is computed after the consumer has gone (``_gguf_
 The prompt is evaluated in short chunks, so a Ctrl-C, or ``stream.cancel()``
 from another thread, stops a long prompt pass within one chunk. Chat templates come
 from the GGUF metadata (``tokenizer.chat_template``), which llama-cpp-python applies when
-``chat_format`` is None.
+``chat_format`` is None; ``think=`` on a template that takes ``enable_thinking`` renders it
+here with the switch set (``_gguf_think``).
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ from ._gguf_files import (
     split_hub_name,
 )
 from ._gguf_generate import Loaded, counting_llama_class, generate, sampling_kwargs
-from ._gguf_meta import template_thinks
+from ._gguf_meta import ThinkSwitch, think_switch
+from ._gguf_think import complete, template_variables
 from ._local_engine import LocalEngineBackend
+from ._think_tags import split_think_tags
 from .base import BackendSettings, Delta, DownloadProgress, ProgressCallback, Started
 from .capabilities import Capabilities
 
@@ -195,31 +198,28 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
         return Loaded(source, llama)
 
     # --- generation -----------------------------------------------------------------------------
-    def model_capabilities(self, model: str) -> Capabilities:
-        """``thinking`` for a model whose chat template writes ``<think>`` (read from the GGUF
-        header, nothing loaded); a name that resolves to nothing gets the backend's."""
+    def _think_switch(self, model: str) -> ThinkSwitch:
+        """What the model's chat template does about thinking (read from the GGUF header,
+        nothing loaded); a name that resolves to nothing has no switch."""
         try:
             source = self._resolve(model)
         except Exception:  # noqa: BLE001 - an unknown name fails later, with its own message
-            return self.capabilities
-        if not template_thinks(source.path):
+            return ThinkSwitch()
+        return think_switch(source.path)
+
+    def model_capabilities(self, model: str) -> Capabilities:
+        """``thinking`` for a model whose chat template writes ``<think>`` or reads
+        ``enable_thinking``; others (and unknown names) get the backend's."""
+        if not self._think_switch(model).thinks:
             return self.capabilities
         return dataclasses.replace(self.capabilities, thinking=True)
 
     def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:
-        """Check the pass-through options, and turn a schema into a grammar before loading."""
+        """Check the pass-through options and ``think`` against the chat template, and turn a
+        schema into a grammar, before loading."""
         request = super().build_request(prompt, model, **kwargs)
         check_extra(request.extra)
-        if request.think is not None and not isinstance(request.think, bool):
-            raise OptionError(
-                f"think={request.think!r}: llama.cpp has no thinking levels; use think=True "
-                "(the model's own trace), or leave think out"
-            )
-        if request.think is False and self.model_capabilities(model).thinking:
-            raise OptionError(
-                "think=False: llama-cpp-python's chat handler cannot pass enable_thinking to "
-                "the chat template, so thinking cannot be switched off here; leave think out"
-            )
+        template_variables(self._think_switch(model), request, model)
         if request.output_schema is not None or request.json_mode:
             self._require_available()
             grammar_for(request)  # an unconvertible schema fails now; cached for deltas
@@ -227,26 +227,45 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
 
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         """Load and apply the chat template now (errors at call time); generate when read,
-        in the reading thread."""
+        in the reading thread. ``think`` given renders the template here (``_gguf_think``)."""
         loaded = self._get_loaded(request.model)
+        variables = template_variables(think_switch(loaded.source.path), request, request.model)
+        kwargs: dict[str, Any] = {
+            "stream": True,
+            "max_tokens": self._max_new_tokens(request),
+            "grammar": grammar_for(request),
+            **sampling_kwargs(request),
+            **extra_kwargs(request.extra),
+        }
+        opened = False
         try:
-            chunks = loaded.llama.create_chat_completion(
-                request.chat_messages(),
-                stream=True,
-                max_tokens=self._max_new_tokens(request),
-                stop=list(request.stop),
-                grammar=grammar_for(request),
-                **{**sampling_kwargs(request), **extra_kwargs(request.extra)},
-            )
+            if variables:
+                chunks, opened = complete(
+                    loaded, request.chat_messages(), variables, list(request.stop), kwargs
+                )
+            else:
+                chunks = loaded.llama.create_chat_completion(
+                    request.chat_messages(), stop=list(request.stop), **kwargs
+                )
         except Exception as exc:  # jinja raises its own errors for e.g. role order
             raise OptionError(f"the model's chat template rejected the messages: {exc}") from exc
+        if opened and kwargs["grammar"] is not None:
+            chunks.close()
+            raise OptionError(
+                f"the chat template of '{request.model}' opens a thinking trace even with "
+                "thinking off, which llama.cpp's grammar cannot leave free; use this model "
+                "without schema/json_mode"
+            )
         cancel = threading.Event()
         try:
             yield Started(cancel=cancel, clock_from_read=True)
         except GeneratorExit:
             chunks.close()
             raise
-        yield from generate(loaded, chunks, self.settings.n_ctx, cancel)
+        source = generate(loaded, chunks, self.settings.n_ctx, cancel)
+        if opened:  # the prompt ends inside the trace: the text starts as thinking
+            source = split_think_tags(source, opened=True)
+        yield from source
 
     # --- downloads ------------------------------------------------------------------------------
     def download_model(
