@@ -359,3 +359,117 @@ def test_a_cancel_already_set_stops_before_the_first_wait() -> None:
     with pytest.raises(Flaky):
         call_with_retries(calls, RetryPolicy(), cancel=cancel, sleep=lambda s: pytest.fail("x"))
     assert calls.count == 1
+
+
+# --- against the servers: Retry-After, and the policy counting real requests ---------------
+
+
+def test_a_429_with_retry_after_is_retryable_and_says_how_long(served: Served) -> None:
+    served.server.fail_next(429, 1, retry_after=1)
+    error = served.error()
+    assert "429" in str(error)
+    assert error.retryable is True and error.retry_after == 1.0
+    assert served.generate().text  # only the next request was refused
+
+
+def test_a_retry_after_date_is_read_too(served: Served) -> None:
+    served.server.fail_next(503, 1, retry_after=formatdate(time.time() + 30, usegmt=True))
+    error = served.error()
+    assert error.retryable is True
+    assert error.retry_after is not None and 27 <= error.retry_after <= 30
+
+
+def test_call_with_retries_waits_out_retry_after_then_answers(served: Served) -> None:
+    served.server.fail_next(429, 1, retry_after=1)
+    retries: list[tuple[int, float]] = []
+    started = time.monotonic()
+    response = call_with_retries(
+        served.generate,
+        RetryPolicy(base_delay=0.01, max_delay=0.05),
+        on_retry=lambda n, e, d: retries.append((n, d)),
+    )
+    waited = time.monotonic() - started
+    assert response.text.startswith("You said:")
+    assert retries == [(1, 1.0)] and waited >= 1.0
+    assert served.chat_requests() == 2
+
+
+def test_call_with_retries_gives_up_after_exactly_max_attempts(served: Served) -> None:
+    served.server.fail_next(500, 10)
+    policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
+    with pytest.raises(LocalMindError, match="500"):
+        call_with_retries(served.generate, policy)
+    assert served.chat_requests() == 3
+
+
+def test_a_non_retryable_failure_is_sent_once(served: Served) -> None:
+    served.server.fail_next(400, 10)
+    with pytest.raises(LocalMindError):
+        call_with_retries(served.generate, RetryPolicy(base_delay=0.01))
+    assert served.chat_requests() == 1
+
+
+def test_cancel_while_waiting_out_a_retry_after_returns_at_once(served: Served) -> None:
+    served.server.fail_next(429, 5, retry_after=30)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(LocalMindError, match="429"):
+        call_with_retries(served.generate, RetryPolicy(), cancel=cancel)
+    assert time.monotonic() - started < 0.3 + 0.2
+    assert served.chat_requests() == 1
+
+
+def test_a_drop_after_text_is_sent_once_by_the_policy(served: Served) -> None:
+    served.server.drop_after = 2
+    with pytest.raises(GenerationError) as info:
+        call_with_retries(served.generate, RetryPolicy(base_delay=0.01))
+    assert info.value.partial_text and served.chat_requests() == 1
+
+
+# --- the servers' per-prompt faults, for batch tests ---------------------------------------
+
+ROWS = ["row one", "row two", "row three", "row four"]
+
+
+@pytest.mark.parametrize("kind", ["status 500", "in-band error", "drop mid-stream"])
+def test_a_per_prompt_fault_fails_only_its_row(served: Served, kind: str) -> None:
+    served.server.fault_for_prompt("row three", kind)
+    answers = served.backend.generate_batch(ROWS, served.model)
+    assert [a.finish_reason for a in answers][:2] == ["stop", "stop"]
+    assert answers[3].text == "You said: row four"
+    failed = answers[2]
+    assert failed.finish_reason == "error" and failed.error
+    assert [served.server.requests_for(row) for row in ROWS] == [1, 1, 1, 1]
+
+
+def test_a_fault_for_a_few_times_then_the_row_succeeds(served: Served) -> None:
+    served.server.fault_for_prompt("row two", "status 503", times=2, retry_after=0)
+    policy = RetryPolicy(base_delay=0.01, max_delay=0.02)
+    answers = [call_with_retries(lambda r=row: served.generate(r), policy) for row in ROWS]
+    assert [a.text for a in answers] == [f"You said: {row}" for row in ROWS]
+    counts = served.server.prompt_counts
+    assert [counts[row] for row in ROWS] == [1, 3, 1, 1]
+
+
+def test_exact_prompt_faults_and_counts_tell_similar_rows_apart(served: Served) -> None:
+    served.server.fault_for_prompt("row 1", "status 500", exact=True)
+    answers = served.backend.generate_batch(["row 1", "row 10", "row 11"], served.model)
+    assert [a.finish_reason for a in answers] == ["error", "stop", "stop"]
+    assert served.server.requests_for("row 1", exact=True) == 1
+    assert served.server.requests_for("row 1") == 3
+
+
+def test_reset_faults_clears_the_queued_and_per_prompt_faults(served: Served) -> None:
+    served.server.fail_next(500, 3)
+    served.server.fault_for_prompt("row", "status 500")
+    served.server.reset_faults()
+    assert served.generate("row one").text == "You said: row one"
+
+
+def test_a_bad_fault_kind_is_refused() -> None:
+    with OllamaTestServer() as srv:
+        with pytest.raises(ValueError, match="unknown fault kind"):
+            srv.fault_for_prompt("x", "explode")
+        with pytest.raises(ValueError, match="400-599"):
+            srv.fail_next(200)
