@@ -280,6 +280,8 @@ def test_a_corrupt_log_costs_no_answer_and_says_how_to_fix(
     backend, log = _logged("still ", "here")
     assert backend.generate("go", "m").text == "still here"
     assert str(path) in caplog.text and "move the file aside" in caplog.text
+    (record,) = [r for r in caplog.records if "recording the answer failed" in r.message]
+    assert record.levelname == "WARNING" and record.exc_info is None  # one line, no traceback
     with pytest.raises(LocalMindError) as info:
         log.entries()
     message = str(info.value)
@@ -395,3 +397,22 @@ def test_import_and_loader_construction_do_not_import_sqlite() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_log_of_an_earlier_home_closes_its_file_and_reopens_when_used(
+    isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = parse_config("log: true\n")
+    first = answer_log_for(config)
+    assert first is not None and answer_log_for(config) is first  # one per file
+    backend = ScriptedBackend()
+    backend.script = ["a"]
+    backend.answer_sink = first.record
+    backend.generate("one", "m")
+    monkeypatch.setenv("LOCALMIND_HOME", str(tmp_path / "elsewhere"))
+    second = answer_log_for(config)
+    assert second is not None and second is not first
+    assert first._db._conn is None  # closed: no descriptors held for an old home
+    backend.generate("two", "m")  # still usable
+    assert [e["prompt"] for e in first.entries()] == ["two", "one"]
+    assert second.entries() == []

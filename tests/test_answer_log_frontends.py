@@ -199,3 +199,21 @@ async def test_a_rest_generate_with_log_false_writes_no_file(
         jp_fetch, {"prompt": "not logged", "model": "smollm:135m", "backend": "ollama"}
     )
     assert lines[-1]["type"] == "done" and not log_path().exists()
+
+
+def test_a_damaged_log_still_shows_the_answer_and_the_fix(
+    ip,  # noqa: F811
+    servers,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ollama_server, _ = servers
+    log_path().write_bytes(b"\x00garbage, not SQLite" * 100)
+    ollama_server.reply_pieces = ["still ", "answered"]
+    ask(ip, "", "are you there?")
+    assert "still answered" in capsys.readouterr().out
+    assert f"the answer log {log_path()} could not be written" in caplog.text
+    assert "move the file aside" in caplog.text
+    ip.run_line_magic("localmind", "log")
+    err = capsys.readouterr().err
+    assert f"the answer log {log_path()} could not be read" in err and "Traceback" not in err

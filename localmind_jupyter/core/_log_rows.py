@@ -7,6 +7,7 @@ stored at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import datetime, timezone
@@ -161,7 +162,8 @@ def entry(row: Any) -> dict[str, Any]:
     data["time"] = datetime.fromtimestamp(data.pop("created"), tz=timezone.utc)
     for name in ("messages", "options", "parsed"):
         if data[name] is not None:
-            data[name] = json.loads(data[name])
+            with contextlib.suppress(ValueError):  # a row another program wrote: as it is
+                data[name] = json.loads(data[name])
     data["tokens_approximate"] = bool(data["tokens_approximate"])
     data["ok"] = bool(data["ok"])
     return data

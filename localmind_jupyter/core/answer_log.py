@@ -210,6 +210,10 @@ def answer_log_for(config: LocalMindConfig) -> AnswerLog | None:
     with _LOGS_LOCK:
         log = _LOGS.get(path)
         if log is None:
+            # LOCALMIND_HOME moved (tests do, per test): the other files' connections are
+            # closed, so they hold no descriptors; one still in use reopens on its next write.
+            for other in _LOGS.values():
+                other.close()
             log = _LOGS[path] = AnswerLog(path)
         return log
 
