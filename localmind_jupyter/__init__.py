@@ -25,6 +25,7 @@ _LAZY = {
     "ConfigError": "localmind_jupyter.errors",
     "OptionError": "localmind_jupyter.errors",
     "ModelManager": "localmind_jupyter.widgets",
+    "log_entries": "localmind_jupyter.core.answer_log",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _LAZY
@@ -43,6 +44,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "ConfigError",
     "OptionError",
     "ModelManager",
+    "log_entries",
 ]
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
     from .backends.base import BaseBackend, DownloadProgress, ModelResponse
     from .config import load_config
+    from .core.answer_log import log_entries
     from .core.model_loader import ModelLoader
     from .core.model_registry import ModelRegistry
     from .errors import (

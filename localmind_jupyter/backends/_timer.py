@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import GenerationError
+from ..errors import GenerationError, LocalMindError
 from ._answer import budget_warning, validated
 from ._response import ModelResponse, Usage
 
@@ -115,6 +115,8 @@ class StreamTimer:
         if on_end is not None:
             try:
                 on_end(response, error)
+            except LocalMindError as exc:  # a known failure (a damaged log): its message says
+                log.warning("recording the answer failed: %s", exc)  # the fix; no traceback
             except Exception:  # the answer matters more than its record
                 log.exception("recording the answer failed")
 
