@@ -285,3 +285,14 @@ def test_credentials_in_the_url_are_sent_but_never_shown(ollama_server):
     down = OllamaBackend({"base_url": "http://alice:hunter2-pass@127.0.0.1:1"})
     available, reason = down.check_availability()
     assert not available and "hunter2" not in reason
+
+
+def test_answers_reuse_one_keep_alive_connection(ollama_server):
+    """Reading each body to its end hands the connection back to the pool: five answers
+    cost one connection, not five (a TCP, or TLS, handshake per row of a batch)."""
+    backend = make_backend(ollama_server)
+    backend.generate("warm up", "smollm:135m")
+    before = ollama_server.connections_opened
+    for n in range(5):
+        assert backend.generate(f"question {n}", "smollm:135m").text
+    assert ollama_server.connections_opened == before

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
+from ..errors import BackendUnavailable, GenerationError, ModelNotFound, OptionError
 from . import _ollama_names
 from . import _ollama_wire as wire
-from ._http_cancel import close_on_cancel
 from ._ollama_host import DEFAULT_BASE_URL, DEFAULT_PORT, normalize_host, split_credentials
 from ._ollama_options import check_options, check_structured
 from ._retry_hints import mark, retry_after
@@ -24,7 +23,6 @@ from .base import (
     BackendSettings,
     BaseBackend,
     Delta,
-    DownloadProgress,
     ProgressCallback,
     Started,
     Thinking,
@@ -278,7 +276,8 @@ class OllamaBackend(BaseBackend):
         buffer = b""
         try:
             yield Started()
-            for data in response.iter_bytes():
+            pieces = response.iter_bytes()
+            for data in pieces:
                 if b"\n" not in data:
                     buffer += data
                     continue
@@ -303,6 +302,7 @@ class OllamaBackend(BaseBackend):
                         final = chunk
                         break
                 if final is not None:
+                    _drain(pieces)
                     break
         except httpx.TimeoutException:  # retryable until text arrived (the base clears it)
             error = GenerationError(
@@ -337,60 +337,26 @@ class OllamaBackend(BaseBackend):
         cancel: threading.Event | None = None,
     ) -> None:
         """``/api/pull`` turned into overall progress across layers; ``cancel`` closes it."""
-        import httpx
+        from ._ollama_pull import pull
 
-        pulled = wire.PullProgress()
-        response = self._send("POST", "/api/pull", {"model": model, "stream": True}, stream=True)
-        if response.status_code >= 400:
-            response.read()
-            if wire.no_such_route(response):
-                raise DownloadError(str(self._partial_api("/api/pull")))
-            raise DownloadError(f"Ollama refused to pull '{model}': {wire.error_text(response)}")
-        finished = threading.Event()
-        if cancel is not None:
-            # A stalled pull sends no line to notice the cancel on: close it from here.
-            threading.Thread(
-                target=close_on_cancel,
-                args=(response, cancel, finished),
-                name="localmind-ollama-pull-cancel",
-                daemon=True,
-            ).start()
-        try:
-            for line in response.iter_lines():
-                if cancel is not None and cancel.is_set():
-                    return
-                if not line.strip():
-                    continue
-                event: wire.PullEvent = json.loads(line)
-                if "error" in event:
-                    message = event["error"]
-                    if "file does not exist" in message:
-                        raise DownloadError(
-                            f"'{model}' is not in the Ollama library ({message}) — check the "
-                            "name and tag at https://ollama.com/search"
-                        )
-                    raise DownloadError(f"Ollama could not pull '{model}': {message}")
-                pulled.update(event)
-                if progress is not None:
-                    progress(
-                        DownloadProgress(
-                            model,
-                            self.name,
-                            pulled.status,
-                            pulled.completed,
-                            pulled.total,
-                            pulled.phase,
-                        )
-                    )
-        except (httpx.HTTPError, httpx.StreamError) as exc:
-            if cancel is not None and cancel.is_set():
+        pull(self, model, progress, cancel)
+
+
+#: After the ``done`` line, bytes read at most to reach the body's end (normally none).
+_DRAIN_LIMIT = 64 * 1024
+
+
+def _drain(pieces: Iterator[bytes]) -> None:
+    """Read the body's end after the last line, so the connection goes back to the pool:
+    closed mid-body, httpx drops it and the next request pays for a new connection.
+    The answer is complete by now: a failure here only costs the reuse."""
+    import httpx
+
+    read = 0
+    try:
+        for data in pieces:
+            read += len(data)
+            if read > _DRAIN_LIMIT:  # a server that keeps talking: not worth reusing
                 return
-            raise DownloadError(
-                f"the connection to Ollama dropped while pulling '{model}' ({wire.short(exc)}); "
-                "pull again to resume"
-            ) from None
-        finally:
-            finished.set()
-            response.close()
-        if pulled.status != "success":
-            raise DownloadError(f"the pull of '{model}' ended before Ollama reported success")
+    except httpx.HTTPError:
+        return

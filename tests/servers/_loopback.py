@@ -27,6 +27,9 @@ class LoopbackServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
+        #: Connections accepted so far: a client that reuses its keep-alive connection
+        #: opens one for many requests.
+        self.connections_opened = 0
 
     def _new_httpd(self) -> ThreadingHTTPServer:
         raise NotImplementedError
@@ -80,6 +83,7 @@ class LoopbackServer:
         with self._lock:
             if alive:
                 self._connections.add(conn)
+                self.connections_opened += 1
             else:
                 self._connections.discard(conn)
 
