@@ -12,6 +12,8 @@ SCRIPTS = [
     "bench_load_ext.py",
     "bench_ollama_stream.py",
     "bench_magic_stream.py",
+    "bench_batch_ollama.py",
+    "bench_batch_resume.py",
     "bench_transformers.py",
     "bench_structured_transformers.py",
     "bench_gguf.py",
