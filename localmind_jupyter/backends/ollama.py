@@ -63,6 +63,8 @@ class OllamaSettings(BackendSettings):
 
 class OllamaBackend(BaseBackend):
     type_name = "ollama"
+    #: A server answers several requests at once (a batch sends this many).
+    default_concurrency = 4
     display_name = "Ollama"
     Settings = OllamaSettings
     extra_options = frozenset({"keep_alive", "format", "num_ctx"})
