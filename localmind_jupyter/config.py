@@ -74,6 +74,8 @@ class LocalMindConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     display: Display = field(default_factory=Display)
     backends: dict[str, BackendConfig] = field(default_factory=dict)
+    #: Keep every answer in ``LOCALMIND_HOME/log.db`` (the answer log, also the cache).
+    log: bool = True
 
     def __post_init__(self) -> None:
         # Where this config came from (None: built-in defaults) and each key's line, to point
