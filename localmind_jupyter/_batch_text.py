@@ -22,10 +22,12 @@ def interrupted_note(result: BatchResult) -> str:
     """One line: what was kept, and that running the same batch again sends only the rest."""
     counts = result.counts
     kept = counts["ok"] + counts["error"]
+    head = f"batch interrupted: {kept} of {len(result)} rows kept, {counts['cancelled']} not run"
+    if not result.resumable:
+        return f"{head}; the answer log is off (log: false), so running it again sends every row"
     return (
-        f"batch interrupted: {kept} of {len(result)} rows kept, {counts['cancelled']} not run; "
-        "run the same batch() again to send only the rest (resume=True answers the finished "
-        "rows from the answer log)"
+        f"{head}; run the same batch() again to send only the rest (resume=True answers the "
+        "finished rows from the answer log)"
     )
 
 

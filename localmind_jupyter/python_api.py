@@ -80,6 +80,8 @@ def batch(
         concurrency=wanted,
         on_progress=on_progress,
         cancel=cancel,
+        log=session.loader.answer_log,
+        resume=resume,
     )
     if display is not None:
         display.close(result)

@@ -88,6 +88,7 @@ class BatchResult(Sequence["ModelResponse"]):
         elapsed: float = 0.0,
         retries: int = 0,
         cached: int = 0,
+        resumable: bool = False,
     ) -> None:
         self._responses = responses
         self.backend = backend
@@ -102,6 +103,8 @@ class BatchResult(Sequence["ModelResponse"]):
         self.retries = retries
         #: Rows answered from the answer log instead of the backend (``resume=True``).
         self.cached = cached
+        #: The answers went into the answer log, so a rerun answers finished rows from it.
+        self.resumable = resumable
 
     @overload
     def __getitem__(self, item: int) -> ModelResponse: ...

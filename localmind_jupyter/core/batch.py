@@ -27,11 +27,13 @@ from ..backends._response import ModelResponse, failed_response
 from ..errors import GenerationError, OptionError
 from ._batch_inputs import BatchInputs, prepare_inputs
 from ._batch_result import BatchProgress, BatchResult, ProgressCallback
+from .answer_log import answer_source, request_key
 
 if TYPE_CHECKING:
     from ..backends._stream import ResponseStream
     from ..backends.base import BaseBackend
     from ..config import LocalMindConfig
+    from .answer_log import AnswerLog
 
 __all__ = [
     "BatchInputs",
@@ -79,15 +81,22 @@ def run_batch(
     concurrency: int,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    log: AnswerLog | None = None,
+    resume: bool = True,
 ) -> BatchResult:
     """Answer every prompt of ``inputs``; see the module docstring. Blocks until done.
 
     Bad options raise ``OptionError`` before any request (checked once, on the first
     prompt). A ``KeyboardInterrupt`` while waiting is the same as setting ``cancel``.
+    ``log`` with ``resume``: rows whose identical request has a successful answer in the
+    log are answered from it; only the others are sent.
     """
     request = backend.build_request(inputs.prompts[0], model, **options)
     runner = _Runner(backend, model, inputs, options, cancel or threading.Event(), on_progress)
-    runner.run(concurrency)
+    with answer_source("batch"):
+        if log is not None and resume:
+            runner.answer_from(log)
+        runner.run(concurrency)
     return BatchResult(
         runner.snapshot(),
         backend=backend.name,
@@ -98,6 +107,7 @@ def run_batch(
         elapsed=time.perf_counter() - runner.start,
         retries=runner.retries,
         cached=runner.cached,
+        resumable=log is not None,
     )
 
 
@@ -126,6 +136,22 @@ class _Runner:
         self.interrupted = False
         self.start = time.perf_counter()
         self._reported: tuple[int, int, int] | None = None
+
+    def answer_from(self, log: AnswerLog) -> None:
+        """Resume: the rows the log has a successful answer for (one query for all keys)."""
+        name = self.backend.name
+        requests = [self.backend.build_request(p, self.model, **self.options) for p in self.prompts]
+        keys = [request_key(name, r) for r in requests]
+        found = log.answered(keys)
+        if not found:
+            return
+        for row, (key, request) in enumerate(zip(keys, requests, strict=True)):
+            if key in found:
+                answer = log.cached(name, request)
+                if answer is not None:
+                    self.answers[row] = answer
+                    self.done += 1
+                    self.cached += 1
 
     # --- the waiting thread ---------------------------------------------------------------------
     def run(self, concurrency: int) -> None:
