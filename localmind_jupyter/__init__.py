@@ -25,6 +25,9 @@ _LAZY = {
     "ConfigError": "localmind_jupyter.errors",
     "OptionError": "localmind_jupyter.errors",
     "ModelManager": "localmind_jupyter.widgets",
+    "batch": "localmind_jupyter.python_api",
+    "BatchResult": "localmind_jupyter.core._batch_result",
+    "BatchProgress": "localmind_jupyter.core._batch_result",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _LAZY
@@ -43,6 +46,9 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "ConfigError",
     "OptionError",
     "ModelManager",
+    "batch",
+    "BatchResult",
+    "BatchProgress",
 ]
 
 if TYPE_CHECKING:
@@ -50,6 +56,7 @@ if TYPE_CHECKING:
 
     from .backends.base import BaseBackend, DownloadProgress, ModelResponse
     from .config import load_config
+    from .core._batch_result import BatchProgress, BatchResult
     from .core.model_loader import ModelLoader
     from .core.model_registry import ModelRegistry
     from .errors import (
@@ -61,6 +68,7 @@ if TYPE_CHECKING:
         ModelNotFound,
         OptionError,
     )
+    from .python_api import batch
     from .widgets import ModelManager
 
 

@@ -21,3 +21,8 @@ def cache_dir() -> Path:
     """``$LOCALMIND_CACHE``, else ``cache/`` in the LocalMind home: converted models live here."""
     explicit = os.environ.get("LOCALMIND_CACHE")
     return Path(explicit).expanduser() if explicit else localmind_home() / "cache"
+
+
+def log_path() -> Path:
+    """``log.db`` in the LocalMind home: the answer log (see docs/answer-log.md)."""
+    return localmind_home() / "log.db"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from . import _ollama_names
+from ._retry_hints import retryable_status
 from .base import Usage
 
 if TYPE_CHECKING:
@@ -204,3 +205,21 @@ def short(exc: BaseException | None) -> str:
     """The first line of an exception, for messages (httpx's can run long)."""
     text = str(exc) if exc else ""
     return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+#: Ollama's 500s that no resend fixes (the model cannot fit, the file is broken).
+_PERMANENT = ("requires more system memory", "unable to load model", "invalid file magic")
+#: Words of an error that says "not now": a full queue (Ollama's 503), an overload.
+_TRANSIENT = ("server busy", "overloaded", "rate limit", "too many requests", "try again")
+
+
+def transient_status(status: int, message: str) -> bool:
+    """An error status after which the same request may succeed (429, most 5xx)."""
+    text = message.lower()
+    return retryable_status(status) and not any(phrase in text for phrase in _PERMANENT)
+
+
+def transient_text(message: str) -> bool:
+    """An in-band error line that says "not now" rather than "never"."""
+    text = message.lower()
+    return any(phrase in text for phrase in _TRANSIENT)

@@ -20,10 +20,12 @@ from ..errors import (
     ConfigError,
     DownloadError,
     GenerationError,
+    LocalMindError,
     ModelNotFound,
     OptionError,
 )
 from ..secrets import check_url_credentials, redact, register, register_url, vendor_key
+from ._retry_hints import mark, retry_after, retryable_status
 from .base import BackendSettings, BaseBackend, ProgressCallback
 from .capabilities import Capabilities
 
@@ -173,7 +175,23 @@ class RemoteAPIBackend(BaseBackend, Generic[ClientT]):
         *,
         mid_stream: bool = False,
     ) -> Exception:
-        """Map an SDK exception to ours, with the fix in the message and no secret in it."""
+        """Map an SDK exception to ours, with the fix in the message and no secret in it,
+        marked ``retryable`` when sending it again may work (see ``_retry_hints``)."""
+        error = self._translated(exc, model, partial, mid_stream=mid_stream)
+        errors = self._sdk_errors()
+        status = status_code(exc) if isinstance(exc, errors.status) else None
+        if isinstance(exc, errors.connection) or (mid_stream and is_transport_error(exc)):
+            return mark(error)
+        if isinstance(exc, errors.api) and (status is None or (mid_stream and status < 400)):
+            return mark(error, _in_band_transient(exc))
+        if status is not None and retryable_status(status):
+            response = getattr(exc, "response", None)
+            return mark(error, after=retry_after(getattr(response, "headers", None)))
+        return error
+
+    def _translated(
+        self, exc: Exception, model: str | None, partial: str, *, mid_stream: bool
+    ) -> LocalMindError:
         errors = self._sdk_errors()
         base = self.base_url
         message = redact(api_message(exc), self._api_key)
@@ -325,6 +343,19 @@ def api_message(exc: Exception) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
     return str(getattr(exc, "message", None) or exc)
+
+
+#: In-band error types (an ``error`` event in a stream that began with HTTP 200) that
+#: stand for a 429 or 5xx: Anthropic's overload and rate limit, OpenAI's server error.
+_TRANSIENT_TYPES = frozenset({"overloaded_error", "rate_limit_error", "api_error", "server_error"})
+
+
+def _in_band_transient(exc: Exception) -> bool:
+    """An in-band error that says "not now" (overloaded, rate limited, a server hiccup)."""
+    if api_error_type(exc) in _TRANSIENT_TYPES:
+        return True
+    text = api_message(exc).lower()
+    return "overloaded" in text or "rate limit" in text
 
 
 def is_transport_error(exc: BaseException) -> bool:

@@ -50,6 +50,8 @@ class AnthropicSettings(RemoteAPISettings):
 
 class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
     type_name = "anthropic"
+    #: A server answers several requests at once (a batch sends this many).
+    default_concurrency = 4
     display_name = "Anthropic"
     #: Remote models; the Messages API has no seed, so ``seed`` is refused, not dropped.
     #: Structured outputs and extended thinking: a model without them answers HTTP 400.

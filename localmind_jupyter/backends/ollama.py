@@ -19,6 +19,7 @@ from . import _ollama_wire as wire
 from ._http_cancel import close_on_cancel
 from ._ollama_host import DEFAULT_BASE_URL, DEFAULT_PORT, normalize_host, split_credentials
 from ._ollama_options import check_options, check_structured
+from ._retry_hints import mark, retry_after
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -63,6 +64,8 @@ class OllamaSettings(BackendSettings):
 
 class OllamaBackend(BaseBackend):
     type_name = "ollama"
+    #: A server answers several requests at once (a batch sends this many).
+    default_concurrency = 4
     display_name = "Ollama"
     Settings = OllamaSettings
     extra_options = frozenset({"keep_alive", "format", "num_ctx"})
@@ -148,16 +151,18 @@ class OllamaBackend(BaseBackend):
         try:
             return self.client.send(request, stream=stream)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise self._not_running(exc) from None
+            raise mark(self._not_running(exc)) from None
         except httpx.TimeoutException:
-            raise GenerationError(
+            error = GenerationError(
                 f"Ollama at {self.base_url} did not answer within {self.settings.read_timeout:g} s "
                 f"— a large model may still be loading; raise "
                 f"backends.{self.name}.settings.read_timeout"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise BackendUnavailable(
-                f"cannot talk to Ollama at {self.base_url} ({wire.short(exc)})"
+            )
+            raise mark(error) from None
+        except httpx.HTTPError as exc:  # reset, dropped before an answer: worth a retry
+            why = wire.short(exc)
+            raise mark(
+                BackendUnavailable(f"cannot talk to Ollama at {self.base_url} ({why})")
             ) from None
 
     def _raise_for_status(self, response: httpx.Response, model: str | None = None) -> None:
@@ -188,7 +193,8 @@ class OllamaBackend(BaseBackend):
             )
         if "must be of type" in message:
             raise OptionError(f"Ollama rejected an option: {message}")
-        raise GenerationError(f"Ollama answered HTTP {status}: {message}")
+        error = GenerationError(f"Ollama answered HTTP {status}: {message}")
+        raise mark(error, wire.transient_status(status, message), retry_after(response.headers))
 
     def _partial_api(self, path: str) -> BackendUnavailable:
         return BackendUnavailable(
@@ -286,9 +292,10 @@ class OllamaBackend(BaseBackend):
                     message = chunk.get("message")
                     if message is None:
                         if "error" in chunk:
-                            raise GenerationError(
+                            error = GenerationError(
                                 f"Ollama reported an error mid-answer: {chunk['error']}"
                             )
+                            raise mark(error, wire.transient_text(chunk["error"]))
                     else:
                         if message.get("thinking"):
                             yield Thinking(message["thinking"])
@@ -299,27 +306,30 @@ class OllamaBackend(BaseBackend):
                         break
                 if final is not None:
                     break
-        except httpx.TimeoutException:
-            raise GenerationError(
+        except httpx.TimeoutException:  # retryable until text arrived (the base clears it)
+            error = GenerationError(
                 f"Ollama sent nothing for {self.settings.read_timeout:g} s mid-answer; the partial "
                 f"answer is kept — raise backends.{self.name}.settings.read_timeout if the model "
                 "is slow"
-            ) from None
+            )
+            raise mark(error) from None
         except httpx.HTTPError as exc:
-            raise GenerationError(
+            error = GenerationError(
                 f"the connection to Ollama at {self.base_url} dropped mid-answer "
                 f"({wire.short(exc)}); the partial answer is kept"
-            ) from None
+            )
+            raise mark(error) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise GenerationError(
                 f"Ollama sent a line that is not a valid chat chunk ({wire.short(exc)})"
             ) from None
         finally:
             response.close()
-        if final is None:
-            raise GenerationError(
+        if final is None:  # the connection ended cleanly but early: a drop
+            error = GenerationError(
                 "the stream from Ollama ended before its final message; the partial answer is kept"
             )
+            raise mark(error)
         yield wire.final_usage(final)
 
     def download_model(

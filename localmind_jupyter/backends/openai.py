@@ -58,6 +58,8 @@ class OpenAISettings(RemoteAPISettings):
 
 class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
     type_name = "openai"
+    #: A server answers several requests at once (a batch sends this many).
+    default_concurrency = 8
     display_name = "OpenAI-compatible"
     #: Remote (or self-served) models: nothing to download.
     capabilities = Capabilities(

@@ -21,6 +21,7 @@ from ..secrets import redact, register_config
 
 if TYPE_CHECKING:
     from ..backends.contracts import BackendState
+    from .answer_log import AnswerLog
 
 _TIMEOUT_SETTINGS = {"connect_timeout": "connect", "read_timeout": "read", "probe_timeout": "probe"}
 #: One thread at a time imports what the probes need (see ``_import_probe_modules``).
@@ -84,6 +85,17 @@ class ModelLoader:
         self.statuses: dict[str, BackendStatus] = {
             name: build_backend(self.config, name) for name in self.config.backends
         }
+        from .answer_log import answer_log_for
+
+        #: Where every answer goes (None with ``log: false``); the file is made on the first.
+        self.answer_log: AnswerLog | None = answer_log_for(self.config)
+        for status in self.statuses.values():
+            self._attach(status.backend)
+
+    def _attach(self, backend: BaseBackend | None) -> None:
+        """Point the backend's ``answer_sink`` at the log, unless something else holds it."""
+        if backend is not None and self.answer_log is not None and backend.answer_sink is None:
+            backend.answer_sink = self.answer_log.record
 
     def __repr__(self) -> str:
         return f"<ModelLoader backends={list(self.statuses)}>"
@@ -101,6 +113,7 @@ class ModelLoader:
             )
         if status.backend is None:
             raise BackendUnavailable(f"backend {name!r} cannot be used: {status.reason}")
+        self._attach(status.backend)  # also one put into ``statuses`` after construction
         return status.backend
 
     def resolve(self, spec: str | None = None) -> tuple[BaseBackend, str]:

@@ -46,6 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tests.servers._faults import PromptFaults
 from tests.servers._loopback import DropsAfterError, LoopbackServer
 
 __all__ = ["AnthropicTestServer", "split_pieces"]
@@ -226,10 +227,14 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _send_error(self, status: int, type_: str, message: str) -> None:
-        # Never retried, whatever the client's settings: tests count requests.
+    def _send_error(
+        self, status: int, type_: str, message: str, retry_after: str | None = None
+    ) -> None:
+        # Never retried by the SDK, whatever the client's settings: tests count requests.
         headers = {"x-should-retry": "false"}
-        if status == 429:
+        if retry_after is not None:
+            headers["retry-after"] = retry_after
+        elif status == 429:
             headers["retry-after"] = "20"
         self._send_json(status, error_body(type_, message), headers)
 
@@ -449,10 +454,14 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         if not self._validate(owner, body):
             return
         owner._record_body(body)
-        if faults["fail_status"] is not None:
-            status = int(faults["fail_status"])
+        fault = owner._take_fault(body["messages"])
+        if fault is not None and fault.kind != "status":
+            faults["drop_after" if fault.kind == "drop" else "error_after"] = fault.after
+        status = fault.status if fault and fault.kind == "status" else faults["fail_status"]
+        if status is not None:
+            status = int(status)
             type_, message = _FAIL_BODIES.get(status, ("api_error", "Internal server error"))
-            self._send_error(status, type_, message)
+            self._send_error(status, type_, message, fault.retry_after if fault else None)
             return
 
         messages = body["messages"]
@@ -656,7 +665,7 @@ def _blocks(
     return blocks
 
 
-class AnthropicTestServer(LoopbackServer):
+class AnthropicTestServer(PromptFaults, LoopbackServer):
     """Anthropic Messages API test server on 127.0.0.1 (free port unless ``port`` is given).
 
     Requests need the ``anthropic-version`` header and, when ``api_key`` is set, that key
@@ -674,6 +683,9 @@ class AnthropicTestServer(LoopbackServer):
     - ``models_status``: answer ``GET /v1/models`` with this HTTP status instead.
     - ``drop_after_error``: ``"close"`` or ``"reset"``: after an error answer, cut the next
       request on that connection unanswered (see ``DropsAfterError``).
+
+    Queued and per-prompt faults: ``fail_next``, ``fault_for_prompt``, ``requests_for``
+    (``_faults``).
     """
 
     thread_name = "AnthropicTestServer"
@@ -700,6 +712,7 @@ class AnthropicTestServer(LoopbackServer):
         self.disconnected = threading.Event()
 
         self._init_loopback("127.0.0.1", port)
+        self._init_prompt_faults()
         self._requests: list[tuple[str, str, dict[str, str], Any]] = []
         self._credentials: list[tuple[str, str, dict[str, str]]] = []
         self._last_body: dict[str, Any] = {}
@@ -753,6 +766,7 @@ class AnthropicTestServer(LoopbackServer):
     def reset_faults(self) -> None:
         for name, value in _FAULT_DEFAULTS.items():
             setattr(self, name, value)
+        self.clear_prompt_faults()
 
     # -- internals used by the handler ----------------------------------------------------
 

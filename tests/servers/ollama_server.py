@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.servers._faults import Fault, PromptFaults
 from tests.servers._loopback import LoopbackServer, cut
 
 __all__ = ["DEFAULT_LIBRARY", "FakeModel", "OllamaTestServer"]
@@ -45,6 +46,11 @@ __all__ = ["DEFAULT_LIBRARY", "FakeModel", "OllamaTestServer"]
 DEFAULT_VERSION = "0.12.6"
 DEFAULT_ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"
 DEFAULT_STALL_SECONDS = 30.0
+#: What Ollama (or the proxy in front of it) says with these statuses.
+_FAULT_MESSAGES = {
+    429: "too many requests, please retry later",
+    503: "server busy, please try again.  maximum pending requests exceeded",
+}
 _GO_BUFFER_BYTES = 2048  # net/http's bufferBeforeChunkingSize
 PULL_CHUNK_BYTES = 64 * 1024
 """Bytes "downloaded" between two pull progress lines."""
@@ -584,7 +590,7 @@ class _Dropped(Exception):
     """The server cut the connection on purpose (fault injection or shutdown)."""
 
 
-class OllamaTestServer(LoopbackServer):
+class OllamaTestServer(PromptFaults, LoopbackServer):
     """A fake Ollama on 127.0.0.1 with switchable faults and observable traffic.
 
     Faults are plain attributes, read at the moment they matter, so a test may
@@ -602,6 +608,7 @@ class OllamaTestServer(LoopbackServer):
     ) -> None:
         self.version = version
         self._init_loopback(host, port)
+        self._init_prompt_faults()
         self.reply_pieces: list[str] | None = None
         #: The trace of a thinking model, instead of its ``FakeModel.thinking``.
         self.thinking_pieces: list[str] | None = None
@@ -662,6 +669,7 @@ class OllamaTestServer(LoopbackServer):
         self.pull_drop_after_bytes = None
         self.pull_delay = 0.0
         self.drop_after_error = None
+        self.clear_prompt_faults()
 
     # ------------------------------------------------------------------ observability
 
@@ -1051,6 +1059,10 @@ class OllamaTestServer(LoopbackServer):
         """Run the fake model and answer as a stream or as one object, with faults."""
         make_chunk = self._chat_chunk if kind == "chat" else self._generate_chunk
         stream = req.get("stream") is not False
+        fault = self._take_fault(messages)
+        if fault is not None and fault.kind == "status":
+            self._send_fault(h, fault, JSON_BARE if stream else JSON_UTF8)
+            return
         if self.fail_status is not None:  # the runner fails before producing anything
             raise ApiError(self.fail_status, self.error_message, JSON_BARE if stream else JSON_UTF8)
         self._check_format(req)
@@ -1072,9 +1084,12 @@ class OllamaTestServer(LoopbackServer):
             if not stalled and self.stall_after is not None and index >= self.stall_after:
                 stalled = True
                 self._pause(self.stall_seconds)
-            if self.drop_after is not None and index >= self.drop_after:
+            # read each time: a test may switch a fault on mid-stream
+            drop_after = fault.after if fault and fault.kind == "drop" else self.drop_after
+            error_after = fault.after if fault and fault.kind == "in-band" else self.error_after
+            if drop_after is not None and index >= drop_after:
                 raise _Dropped
-            if self.error_after is not None and index >= self.error_after:
+            if error_after is not None and index >= error_after:
                 if out is not None and out.started:
                     out.write({"error": self.error_message})
                     out.finish()
@@ -1117,6 +1132,12 @@ class OllamaTestServer(LoopbackServer):
             return
         out.write(final)
         out.finish()
+
+    def _send_fault(self, h: _Handler, fault: Fault, content_type: str) -> None:
+        """An error status in Ollama's ``{"error": ...}`` body, with ``Retry-After`` if set."""
+        message = _FAULT_MESSAGES.get(fault.status, self.error_message)
+        headers = [("Retry-After", fault.retry_after)] if fault.retry_after is not None else []
+        h.send_bytes(fault.status, go_json({"error": message}).encode(), content_type, headers)
 
     # ------------------------------------------------------------------ pull
 

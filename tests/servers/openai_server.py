@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tests.servers._faults import PromptFaults
 from tests.servers._loopback import DropsAfterError
 from tests.servers._openai_checks import check_structured
 
@@ -196,12 +197,14 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send_json(self, status: int, obj: Any) -> None:
+    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("x-request-id", "req_" + uuid.uuid4().hex)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         try:
             self.wfile.write(payload)
@@ -215,10 +218,11 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         type_: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if self.server.owner.echo_credentials:  # as careless proxies do
             message += f" (request headers: {dict(self.headers.items())})"
-        self._send_json(status, _error_body(message, type_, param, code))
+        self._send_json(status, _error_body(message, type_, param, code), headers)
 
     def _write_chunk(self, data: bytes) -> None:
         """Write one HTTP/1.1 chunk (chunked transfer encoding), unbuffered."""
@@ -440,13 +444,19 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         if not self._validate(owner, body):
             return
         owner._record_params(body)
-        if faults["fail_status"] is not None:
-            status = int(faults["fail_status"])
+        fault = owner._take_fault(body["messages"])
+        if fault is not None and fault.kind != "status":
+            faults["drop_after" if fault.kind == "drop" else "error_after"] = fault.after
+        status = fault.status if fault and fault.kind == "status" else faults["fail_status"]
+        if status is not None:
+            status = int(status)
             default_type = "server_error" if status >= 500 else "invalid_request_error"
             message, type_, code = _FAIL_BODIES.get(
                 status, (http.HTTPStatus(status).phrase + ".", default_type, None)
             )
-            self._send_error(status, message, type_, None, code)
+            after = fault.retry_after if fault else None
+            headers = {"retry-after": after} if after is not None else None
+            self._send_error(status, message, type_, None, code, headers)
             return
 
         messages = body["messages"]
@@ -615,7 +625,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         self._write_chunk(b"")
 
 
-class OpenAITestServer:
+class OpenAITestServer(PromptFaults):
     """OpenAI-compatible test server on 127.0.0.1 (free port unless ``port`` is given).
 
     Deterministic replies: ``"You said: " + <last user message>`` split into one-word
@@ -638,7 +648,8 @@ class OpenAITestServer:
     - ``models_status``: answer ``GET /v1/models`` with this HTTP status (a server that
       cannot list its models).
 
-    ``drop_after`` and ``error_after`` count reasoning chunks too. A request's
+    Queued and per-prompt faults: ``fail_next``, ``fault_for_prompt``, ``requests_for``
+    (``_faults``). ``drop_after`` and ``error_after`` count reasoning chunks too. A request's
     ``response_format``, ``reasoning_effort``, ``logit_bias`` and penalties are checked as
     the real API does (``_openai_checks``).
     """
@@ -651,6 +662,7 @@ class OpenAITestServer:
         owned_by: str = "test",
         port: int = 0,
     ) -> None:
+        self._init_prompt_faults()
         self.models: list[str] = list(models) if models else ["gpt-test"]
         self.api_key = api_key
         self.owned_by = owned_by
@@ -777,6 +789,7 @@ class OpenAITestServer:
     def reset_faults(self) -> None:
         for name, value in _FAULT_DEFAULTS.items():
             setattr(self, name, value)
+        self.clear_prompt_faults()
 
     # -- internals used by the handler ----------------------------------------------------
 
