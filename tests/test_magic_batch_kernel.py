@@ -1,8 +1,8 @@
 """``%%localmind --over DF --into COLUMN`` in a real kernel, against the Ollama test server.
 
 The fake model answers ``"You said: <prompt>"``; a prompt starting with ``Rate:`` gets a
-JSON record instead (for ``--schema``), and a prompt holding a word in ``FAILING`` gets an
-HTTP 500 while that word is there, so a test can make rows fail and then heal them.
+JSON record instead (for ``--schema``), and ``slow …`` ten pieces. Rows are made to fail with
+the server's own per-prompt faults (``fault_for_prompt``), which it also counts.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,16 +21,11 @@ from tests.test_magic_kernel import of_type
 pytest.importorskip("jupyter_client")
 pytest.importorskip("pandas")
 
-FAILING: set[str] = set()
-
 
 def _reply(messages: list[dict[str, Any]]) -> list[str]:
-    from tests.servers.ollama_server import ApiError, default_reply, split_words
+    from tests.servers.ollama_server import default_reply, split_words
 
     prompt = str(messages[-1].get("content", ""))
-    for word in FAILING:
-        if word in prompt:
-            raise ApiError(500, f"the test server refuses {word!r}")
     if prompt.startswith("Rate:"):
         review = prompt.removeprefix("Rate:").strip()
         if review == "garbled":
@@ -38,7 +34,7 @@ def _reply(messages: list[dict[str, Any]]) -> list[str]:
         record["stars"] = len(review.split())
         record["recommended"] = "good" in review
         return [json.dumps(record)]
-    return default_reply(messages) if prompt != "slow" else split_words("w " * 10)
+    return split_words("w " * 10) if prompt.startswith("slow") else default_reply(messages)
 
 
 @pytest.fixture
@@ -46,10 +42,8 @@ def ollama_server() -> Iterator[Any]:
     """The Ollama test server whose smollm:135m answers through ``_reply``."""
     from tests.servers.ollama_server import FakeModel, OllamaTestServer
 
-    FAILING.clear()
     with OllamaTestServer([FakeModel("smollm:135m", reply=_reply)]) as srv:
         yield srv
-    FAILING.clear()
 
 
 def chats(server: Any) -> list[dict[str, Any]]:
@@ -162,7 +156,7 @@ def test_bad_input_is_one_message_and_nothing_is_sent(kernel, ollama_server):
 
 def test_an_interrupt_keeps_the_finished_rows_and_says_how_to_resume(kernel, ollama_server):
     ollama_server.token_delay = 0.05  # each row: 10 pieces, half a second
-    kernel.run("import pandas as pd\ndf = pd.DataFrame({'p': ['slow'] * 24})")
+    kernel.run("import pandas as pd\ndf = pd.DataFrame({'p': [f'slow {i}' for i in range(24)]})")
     interrupted: list[int] = []
 
     def interrupt_when_rows_are_done() -> None:
@@ -191,3 +185,33 @@ def test_an_interrupt_keeps_the_finished_rows_and_says_how_to_resume(kernel, oll
     time.sleep(1)
     assert len(chats(ollama_server)) < 24
     assert ollama_server.disconnects >= 1
+    # Running the cell again sends only the rows left empty, and fills them.
+    ollama_server.token_delay = 0.0
+    before = len(chats(ollama_server))
+    rerun = shown(kernel.run("%%localmind --over df --into label\n{p}"))
+    assert len(chats(ollama_server)) - before == 24 - filled
+    assert "24 of 24 rows answered into df['label']" in rerun
+    assert f"({filled} from the answer log)" in rerun
+    assert value_of(kernel, "int(df['label'].notna().sum())") == 24
+
+
+def test_a_rerun_sends_only_the_rows_without_an_answer(kernel, ollama_server):
+    kernel.run("import pandas as pd\ndf = pd.DataFrame({'p': [f'row {i}' for i in range(5)]})")
+    for row in ("row 1", "row 3"):  # an error after the first piece: not retried
+        ollama_server.fault_for_prompt(f"Say: {row}", "in-band error", exact=True, after=1)
+    cell = "%%localmind --over df --into label\nSay: {p}"
+    first = shown(kernel.run(cell))
+    assert "3 of 5 rows answered into df['label']" in first
+    assert "2 rows failed (left empty): _localmind.errors says why" in first
+    assert value_of(kernel, "df['label'].isna().tolist()") == [False, True, False, True, False]
+    assert sorted(value_of(kernel, "_localmind.errors")) == ["1", "3"]
+
+    ollama_server.clear_prompt_faults()
+    before = ollama_server.prompt_counts
+    second = kernel.run(cell)
+    assert not of_type(second, "error")
+    sent = ollama_server.prompt_counts - before
+    assert sent == Counter({"Say: row 1": 1, "Say: row 3": 1}), "a rerun re-sent answered rows"
+    assert "5 of 5 rows answered into df['label']" in shown(second)
+    assert "(3 from the answer log)" in shown(second)
+    assert value_of(kernel, "df['label'].tolist()") == [f"You said: Say: row {i}" for i in range(5)]

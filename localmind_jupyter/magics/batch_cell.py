@@ -148,8 +148,8 @@ def _summary(over: str, written: list[str], result: Any) -> str:
         parts[0] += f" ({result.cached} from the answer log)"
     if failed:
         parts.append(
-            f"{failed} row{'' if failed == 1 else 's'} failed (left empty): _localmind.errors says why; run the "
-            "cell again to retry only those"
+            f"{failed} row{'' if failed == 1 else 's'} failed (left empty): "
+            "_localmind.errors says why; run the cell again to retry only those"
         )
     if left:
         parts.append(
