@@ -161,15 +161,19 @@ class _Runner:
     # --- the waiting thread ---------------------------------------------------------------------
     def run(self, concurrency: int) -> None:
         todo = [i for i, answer in enumerate(self.answers) if answer is None]
-        self._report(force=True)
-        if todo:
-            chunk = self.backend.batch_size
-            if chunk > 1:
-                jobs = [self._chunks(todo, chunk)]
-            else:
-                rows = iter(todo)
-                jobs = [lambda: self._rows(rows)] * min(concurrency, len(todo))
-            self._wait(jobs)
+        try:
+            self._report(force=True)
+            if todo:
+                chunk = self.backend.batch_size
+                if chunk > 1:
+                    jobs = [self._chunks(todo, chunk)]
+                else:
+                    rows = iter(todo)
+                    jobs = [lambda: self._rows(rows)] * min(concurrency, len(todo))
+                self._wait(jobs)
+        except KeyboardInterrupt:  # outside the wait (a report): nothing in flight to stop
+            self.interrupted = True
+            self.cancel.set()
         self._report(force=True, finished=True)
 
     def _wait(self, jobs: list[Callable[[], None]]) -> None:
