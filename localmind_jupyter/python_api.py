@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .core._batch_result import BatchResult, ProgressCallback
+    from .core.retry import RetryPolicy
 
 __all__ = ["batch"]
 
@@ -26,6 +27,7 @@ def batch(
     concurrency: int | None = None,
     resume: bool = True,
     progress: bool | ProgressCallback = True,
+    retry: RetryPolicy | int | None = None,
     **options: Any,
 ) -> BatchResult:
     """Answer many prompts with one model; one ``ModelResponse`` per prompt, in order.
@@ -45,6 +47,11 @@ def batch(
     ``"cancelled"`` and ``result.cancelled`` True. ``progress``: False shows nothing, a
     callable gets each ``BatchProgress`` instead of the bar.
 
+    ``retry``: a row whose request fails with a connection error, 429 or a 5xx (before
+    any text arrived) is sent again with exponential backoff and jitter, honouring
+    ``Retry-After``; an int is the most attempts in all (default 4, 1: never retry), a
+    ``core.retry.RetryPolicy`` sets the delays too.
+
     ``resume``: rows whose identical request already has a successful answer in the
     answer log are answered from it, so rerunning an interrupted batch sends only the
     rest. With logging off (``log: false`` in config.yaml) there is no log and resume
@@ -55,6 +62,7 @@ def batch(
     unknown or bad option.
     """
     from .core.batch import check_concurrency, default_concurrency, prepare_inputs, run_batch
+    from .core.retry import RetryPolicy
     from .session import get_session
 
     wanted = check_concurrency(concurrency)
@@ -62,6 +70,9 @@ def batch(
         from .errors import OptionError
 
         raise OptionError(f"resume must be True or False, got {resume!r:.40}")
+    policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy()
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        policy = RetryPolicy(max_attempts=retry)
     inputs = prepare_inputs(prompts, template)
     session = get_session()
     backend, model_name = session.resolve(model, None)
@@ -82,6 +93,7 @@ def batch(
         cancel=cancel,
         log=session.loader.answer_log,
         resume=resume,
+        retry=policy,
     )
     if display is not None:
         display.close(result)

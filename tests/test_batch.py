@@ -126,22 +126,6 @@ def test_the_default_concurrency_comes_from_the_backend_type_and_the_config(
     assert starts[1] - starts[0] > 0.2, "backends.ollama.concurrency: 1 was not honoured"
 
 
-def test_a_500_for_one_row_is_an_error_row_and_the_rest_are_answered(server, recorder):
-    def reply(messages: list[dict[str, Any]]) -> list[str]:
-        if "boom" in _last_user(messages):
-            raise RuntimeError("runner crashed")  # the fake answers HTTP 500
-        return recorder(messages)
-
-    server._installed[next(iter(server._installed))].model.reply = reply
-    result = lm.batch(["a", "boom", "c"], progress=False, resume=False)
-    assert [r.finish_reason for r in result] == ["stop", "error", "stop"]
-    assert result.texts[0] == "a" and result.texts[2] == "c"
-    assert list(result.errors) == [1] and "500" in result.errors[1]
-    assert result[1].error == result.errors[1] and result[1].text == ""
-    assert result.counts == {"ok": 2, "error": 1, "cancelled": 0}
-    assert "1 failed" in repr(result)
-
-
 def test_dataframe_in_and_out_with_a_template(server):
     frame = pd.DataFrame(
         {"review": ["great {value}", "awful"], "stars": [5, 1], "unused": [None, 3.5]},
@@ -331,15 +315,10 @@ def test_the_widget_shows_the_final_counts(server, monkeypatch):
             super().__init__(*args, **{**kwargs, "show": False})
             shown.append(self)
 
-    def reply(messages: list[dict[str, Any]]) -> list[str]:
-        if "bad" in _last_user(messages):
-            raise RuntimeError("no")
-        return ["fine"]
-
-    server._installed[next(iter(server._installed))].model.reply = reply
+    server.fault_for_prompt("bad", "status 400")  # not worth a retry: fails at once
     monkeypatch.setattr(widget, "BatchProgressBar", Recorded)
     monkeypatch.setattr(api, "_in_kernel", lambda: True)
-    result = lm.batch(["a", "bad", "c", "bad again"])
+    result = lm.batch(["a fine", "bad", "c fine", "bad again"])
     (bar,) = shown
     assert bar.done == bar.bar.max == 4 and bar.errors == 2
     assert bar.bar.bar_style == "danger" and "2 errors" in bar.text.value

@@ -19,7 +19,7 @@ _DTYPES = {"integer": "Int64", "number": "Float64", "boolean": "boolean", "strin
 
 def field_columns(
     schema: OutputSchema, parsed: list[Any]
-) -> Iterator[tuple[str, tuple[list[Any], str]]]:
+) -> Iterator[tuple[str, tuple[list[Any], Any]]]:
     """``(field, (values, dtype))`` per top-level property; nothing for a non-object schema."""
     properties = _properties(schema.json_schema)
     if not properties:
@@ -27,11 +27,18 @@ def field_columns(
     records = [_as_dict(value) for value in parsed]
     for name, spec in properties.items():
         values = [None if record is None else record.get(name) for record in records]
-        dtype = _dtype(_resolve(spec, schema.json_schema))
+        resolved = _resolve(spec, schema.json_schema)
+        dtype: Any = _dtype(resolved)
         if dtype in {"Int64", "Float64", "boolean", "string"} and not all(
             _fits(v, dtype) for v in values
         ):
             dtype = "object"  # a value of another type: keep it as it is, not coerced
+        elif dtype == "category":
+            from importlib import import_module
+
+            categories = list(dict.fromkeys(resolved["enum"]))
+            if all(v is None or v in categories for v in values):
+                dtype = import_module("pandas").CategoricalDtype(categories)
         yield name, (values, dtype)
 
 

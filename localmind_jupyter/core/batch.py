@@ -28,6 +28,7 @@ from ..errors import GenerationError, OptionError
 from ._batch_inputs import BatchInputs, prepare_inputs
 from ._batch_result import BatchProgress, BatchResult, ProgressCallback
 from .answer_log import answer_source, request_key
+from .retry import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
     from ..backends._stream import ResponseStream
@@ -83,16 +84,19 @@ def run_batch(
     cancel: threading.Event | None = None,
     log: AnswerLog | None = None,
     resume: bool = True,
+    retry: RetryPolicy | None = None,
 ) -> BatchResult:
     """Answer every prompt of ``inputs``; see the module docstring. Blocks until done.
 
     Bad options raise ``OptionError`` before any request (checked once, on the first
     prompt). A ``KeyboardInterrupt`` while waiting is the same as setting ``cancel``.
     ``log`` with ``resume``: rows whose identical request has a successful answer in the
-    log are answered from it; only the others are sent.
+    log are answered from it; only the others are sent. ``retry``: how a row whose request
+    failed retryably (429, 5xx, a connection lost before any text) is sent again.
     """
     request = backend.build_request(inputs.prompts[0], model, **options)
     runner = _Runner(backend, model, inputs, options, cancel or threading.Event(), on_progress)
+    runner.policy = retry or RetryPolicy()
     with answer_source("batch"):
         if log is not None and resume:
             runner.answer_from(log)
@@ -136,6 +140,7 @@ class _Runner:
         self.interrupted = False
         self.start = time.perf_counter()
         self._reported: tuple[int, int, int] | None = None
+        self.policy = RetryPolicy()
 
     def answer_from(self, log: AnswerLog) -> None:
         """Resume: the rows the log has a successful answer for (one query for all keys)."""
@@ -156,15 +161,19 @@ class _Runner:
     # --- the waiting thread ---------------------------------------------------------------------
     def run(self, concurrency: int) -> None:
         todo = [i for i, answer in enumerate(self.answers) if answer is None]
-        self._report(force=True)
-        if todo:
-            chunk = self.backend.batch_size
-            if chunk > 1:
-                jobs = [self._chunks(todo, chunk)]
-            else:
-                rows = iter(todo)
-                jobs = [lambda: self._rows(rows)] * min(concurrency, len(todo))
-            self._wait(jobs)
+        try:
+            self._report(force=True)
+            if todo:
+                chunk = self.backend.batch_size
+                if chunk > 1:
+                    jobs = [self._chunks(todo, chunk)]
+                else:
+                    rows = iter(todo)
+                    jobs = [lambda: self._rows(rows)] * min(concurrency, len(todo))
+                self._wait(jobs)
+        except KeyboardInterrupt:  # outside the wait (a report): nothing in flight to stop
+            self.interrupted = True
+            self.cancel.set()
         self._report(force=True, finished=True)
 
     def _wait(self, jobs: list[Callable[[], None]]) -> None:
@@ -273,10 +282,16 @@ class _Runner:
     def _answer(self, row: int) -> ModelResponse:
         """One row's answer, or the error answer in its place; never raises for the row."""
         try:
-            return self._attempt(row)
+            return call_with_retries(
+                lambda: self._attempt(row), self.policy, cancel=self.cancel, on_retry=self._retried
+            )
         except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
             reason = "cancelled" if self.cancel.is_set() else "error"
             return failed_response(self.backend.name, self.model, reason, exc)
+
+    def _retried(self, attempt: int, error: BaseException, delay: float) -> None:
+        with self.lock:
+            self.retries += 1
 
     def _attempt(self, row: int) -> ModelResponse:
         """Stream one answer, reading until it ends or cancel is set (then close it)."""
