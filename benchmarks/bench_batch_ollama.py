@@ -17,8 +17,10 @@ so that every round really sends its 64 requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -86,6 +88,12 @@ def through_batch(round_: int, concurrency: int) -> tuple[float, int]:
     return seconds, sum(1 for text in result.texts if text)
 
 
+def logged_answers(home: Path) -> int:
+    """Rows in the answer log: every batch() answer was written there, inside the timing."""
+    with contextlib.closing(sqlite3.connect(home / "log.db")) as conn:
+        return int(conn.execute("SELECT count(*) FROM answers").fetchone()[0])
+
+
 def use_server(url: str, home: Path) -> None:
     """A LocalMind home of our own whose only backend is the test server."""
     (home / "config.yaml").write_text(
@@ -122,6 +130,7 @@ def main() -> dict[str, Any]:
                     seconds, count = run(round_)
                     assert count == PROMPTS, count
                     times.append(seconds)
+            logged = logged_answers(Path(home))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -136,6 +145,7 @@ def main() -> dict[str, Any]:
     print(f"  batch(), concurrency {CONCURRENCY}:                 {ours:.3f} s")
     print(f"  raw httpx.AsyncClient + gather, sem {CONCURRENCY}:   {raw:.3f} s")
     print(f"  server-side floor (8 waves of one reply): {floor:.3f} s")
+    print(f"  answers batch() wrote to the answer log: {logged}")
     verdict = "PASS" if speedup >= SPEEDUP_GOAL else "FAIL"
     print(f"  speed-up concurrency {CONCURRENCY} / sequential: {speedup:.2f}x ", end="")
     print(f"(goal >= {SPEEDUP_GOAL:g}x) {verdict}")
