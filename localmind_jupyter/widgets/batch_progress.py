@@ -8,7 +8,8 @@ finished ones are kept. Model output never reaches this widget.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
@@ -42,6 +43,8 @@ class BatchProgressBar:
         )
         self.cancel_button.layout.width = "90px"
         self.cancel_button.on_click(lambda _button: self.cancel())
+        if cancel is not None:
+            _hear_clicks_while_busy(self.cancel_button, cancel.set)
         self.box = widgets.VBox([widgets.HBox([self.bar, self.cancel_button]), self.text])
         if show:
             from IPython.display import display
@@ -71,7 +74,11 @@ class BatchProgressBar:
         self.cancel_button.description = "Cancelling"
 
     def update(self, progress: BatchProgress) -> None:
+        """New counts (from the thread that waits for the batch)."""
         self.progress = progress
+        if self.cancel_event is not None and self.cancel_event.is_set():
+            self.cancel_button.disabled = True  # clicked while busy: shown from here
+            self.cancel_button.description = "Cancelling"
         self.bar.value = progress.done
         if progress.errors:
             self.bar.bar_style = "warning"
@@ -91,3 +98,28 @@ class BatchProgressBar:
             self.bar.bar_style = "danger"
         else:
             self.bar.bar_style = "success"
+
+
+def _hear_clicks_while_busy(button: widgets.Button, on_click: Callable[[], None]) -> None:
+    """Let a click reach ``on_click`` while the cell that runs the batch still blocks.
+
+    A widget's messages wait on the kernel's main thread, which the batch holds until it
+    returns, so a plain ``on_click`` would only run after the batch ended. ipykernel 7
+    routes each comm message on its shell channel thread and asks the comm's
+    ``_reply_subshell_for(data, default)`` where to send it: answering that, we notice the
+    click there (and still send the message on, unchanged). Only an event is set on that
+    thread; the widget shows it at the next progress update. Elsewhere the kernel's
+    interrupt (the stop button) does the same; the button then works only once idle.
+    """
+    comm = getattr(button, "comm", None)
+    route = getattr(comm, "_reply_subshell_for", None)
+    if comm is None or not callable(route):
+        return
+
+    def reply_subshell_for(data: Any, default: Any) -> Any:
+        content = data.get("content") if isinstance(data, dict) else None
+        if isinstance(content, dict) and content.get("event") == "click":
+            on_click()
+        return route(data, default)
+
+    comm._reply_subshell_for = reply_subshell_for
