@@ -48,8 +48,9 @@ class BatchProgress:
     def line(self) -> str:
         """``12/64 rows · 3.1 rows/s · ETA 17 s · 1 error · 2 retries``."""
         parts = [f"{self.done}/{self.total} rows"]
-        if self.rate is not None:
-            parts.append(f"{self.rate:.1f} rows/s")
+        rate = self.rate
+        if rate is not None:
+            parts.append(f"{rate:.1f} rows/s" if rate >= 1 else f"{1 / rate:.0f} s/row")
         if self.eta is not None and not self.finished:
             parts.append(f"ETA {self.eta:.0f} s")
         if self.errors:
