@@ -135,6 +135,8 @@ BAD_CELLS = [
     ("--over df --into label -f json", "{review}", "-f json cannot be used with --over"),
     ("--over df --into label --no-interpolate", "{review}", "--no-interpolate cannot be used"),
     ("--over df --into label --schema Nope", "{review}", "--schema Nope: no variable named"),
+    ("--concurrency 4", "{review}", "--concurrency 4 needs --over DF --into COLUMN"),
+    ("--over df --into label --concurrency 0", "{review}", "concurrency must be at least 1"),
 ]
 
 

@@ -54,7 +54,13 @@ def run_batch_cell(magic: LocalMind, args: Namespace, cell: str, spec: str | Non
     try:
         # The runner fills the template from each row and checks it (a column the template
         # names but the frame lacks, a row it cannot fill) before the first request.
-        result = batch(frame, f"{backend.name}:{model}", template=template, **options)
+        result = batch(
+            frame,
+            f"{backend.name}:{model}",
+            template=template,
+            concurrency=args.concurrency,
+            **options,
+        )
     except LocalMindError as exc:
         magic._say(str(exc), error=True)
         return
@@ -67,6 +73,11 @@ def run_batch_cell(magic: LocalMind, args: Namespace, cell: str, spec: str | Non
 
 def _checked(args: Namespace, cell: str, namespace: Mapping[str, Any]) -> tuple[Any, str]:
     """The frame and the template, or ``FlagError`` saying what is wrong and how to fix it."""
+    if args.over is None and args.into is None:
+        raise FlagError(
+            f"--concurrency {args.concurrency} needs --over DF --into COLUMN: it says how many "
+            f"rows of a batch are sent at once ({_EXAMPLE} --concurrency 8)"
+        )
     if args.over is None:
         raise FlagError(
             f"--into needs --over DF: the DataFrame whose rows are the prompts ({_EXAMPLE})"

@@ -111,6 +111,7 @@ class LocalMind(LineCommands, Magics):
     @argument("--no-interpolate", action="store_true", help="leave {name} as written")
     @argument("--over", metavar="DF", help="a DataFrame: the cell is a template run per row")
     @argument("--into", metavar="COLUMN", help="with --over: the column the answers fill")
+    @argument("--concurrency", type=int, metavar="N", help="with --over: rows sent at once")
     @argument("--stats", dest="stats", action="store_true", default=None, help="show the footer")
     @argument("--no-stats", dest="stats", action="store_false", help="hide the footer")
     @line_cell_magic
@@ -169,7 +170,7 @@ class LocalMind(LineCommands, Magics):
                 self._say(f"name a model to use with -b {args.backend} (-m MODEL)", error=True)
                 return
             spec = f"{args.backend}:{spec}"
-        if args.over is not None or args.into is not None:
+        if args.over is not None or args.into is not None or args.concurrency is not None:
             from .batch_cell import run_batch_cell  # pandas and the runner: on first use only
 
             run_batch_cell(self, args, cell, spec)
