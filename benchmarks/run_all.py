@@ -14,6 +14,7 @@ SCRIPTS = [
     "bench_magic_stream.py",
     "bench_batch_ollama.py",
     "bench_batch_resume.py",
+    "bench_batch_openai.py",
     "bench_transformers.py",
     "bench_structured_transformers.py",
     "bench_gguf.py",
