@@ -65,3 +65,20 @@ def test_a_bad_cell_in_a_terminal_is_one_line_on_stderr(ip, servers, capsys):  #
     assert "the template names {q}" in err and "columns: p" in err
     assert "Traceback" not in err
     assert chat_bodies(ollama_server) == []
+
+
+def test_with_the_log_off_the_summary_does_not_promise_a_resume(ip, servers, capsys):  # noqa: F811
+    from localmind_jupyter.paths import config_path
+
+    ollama_server, _ = servers
+    path = config_path()  # written by the servers fixture: turn the answer log off in it
+    path.write_text("log: false\n" + path.read_text())
+    ip.run_line_magic("localmind", "reload")
+    capsys.readouterr()
+    ollama_server.fault_for_prompt("Say: b", "in-band error", exact=True, after=1)
+    ip.user_ns["df"] = pd.DataFrame({"p": ["a", "b"]})
+    ask(ip, "--over df --into out", "Say: {p}")
+    out = capsys.readouterr().out
+    assert "1 of 2 rows answered into df['out']" in out
+    assert "1 row failed (left empty): _localmind.errors says why" in out
+    assert "run the cell again" not in out

@@ -68,7 +68,8 @@ def run_batch_cell(magic: LocalMind, args: Namespace, cell: str, spec: str | Non
     shell.user_ns["_localmind"] = result
     if args.output:
         shell.user_ns[args.output] = result
-    magic._say(_summary(args.over, written, result))
+    logged = magic.session.loader.answer_log is not None
+    magic._say(_summary(args.over, written, result, logged=logged))
 
 
 def _checked(args: Namespace, cell: str, namespace: Mapping[str, Any]) -> tuple[Any, str]:
@@ -146,9 +147,9 @@ def _check_outputs(args: Namespace, template: str, frame: Any, schema: Any) -> N
         )
 
 
-def _summary(over: str, written: list[str], result: Any) -> str:
+def _summary(over: str, written: list[str], result: Any, *, logged: bool) -> str:
     """One line: rows answered, where they went, how long; what failed or is left, and how
-    to see or resume it."""
+    to see or resume it (a rerun skips answered rows only when the answer log is on)."""
     counts = result.counts
     failed, left = counts["error"], counts["cancelled"]
     where = ", ".join(f"{over}[{c!r}]" for c in written)
@@ -160,11 +161,16 @@ def _summary(over: str, written: list[str], result: Any) -> str:
     if failed:
         parts.append(
             f"{failed} row{'' if failed == 1 else 's'} failed (left empty): "
-            "_localmind.errors says why; run the cell again to retry only those"
+            "_localmind.errors says why"
+            + ("; run the cell again to retry only those" if logged else "")
         )
     if left:
         parts.append(
-            f"stopped: {left} rows not answered (left empty); run the cell again to send "
-            "only those, the finished rows come from the answer log"
+            f"stopped: {left} rows not answered (left empty); "
+            + (
+                "run the cell again to send only those, the finished rows come from the answer log"
+                if logged
+                else "the answer log is off (log: false), so running the cell again sends every row"
+            )
         )
     return " — ".join(parts)
