@@ -4,6 +4,7 @@ are sent again (``Retry-After`` honoured), and a rerun sends only the rows that 
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +98,49 @@ def test_a_bad_retry_setting_is_refused_before_any_request(server):
     with pytest.raises(OptionError, match="max_attempts"):
         lm.batch(["a"], retry=0, progress=False)
     assert server.prompt_counts == {}
+
+
+def _batch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("localmind-batch")]
+
+
+def test_cancel_stops_rows_whose_server_went_silent(server):
+    """A stalled answer sends no piece to notice the cancel on: the connection is shut."""
+    server.stall_after = 1  # one piece, then nothing for 30 s
+    server.stall_seconds = 30
+    cancel = threading.Event()
+    threading.Timer(0.8, cancel.set).start()
+    from localmind_jupyter.core.batch import prepare_inputs, run_batch
+    from localmind_jupyter.session import get_session
+
+    backend, model = get_session().resolve(None, None)
+    start = time.perf_counter()
+    result = run_batch(
+        backend, model, prepare_inputs(["a b c", "d e f", "g h"]), {}, concurrency=2, cancel=cancel
+    )
+    assert time.perf_counter() - start < 2.5, "the batch waited for the silent server"
+    assert result.cancelled and result.counts == {"ok": 0, "error": 0, "cancelled": 3}
+    assert result.texts[:2] == ["You ", "You "], "the partial answers are kept"
+    assert server.requests_for("g h") == 0
+    deadline = time.monotonic() + 2
+    while _batch_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _batch_threads(), "a worker is still blocked reading the silent connection"
+
+
+def test_stream_cancel_from_another_thread_ends_a_silent_ollama_answer(server):
+    from localmind_jupyter.session import get_session
+
+    server.stall_after = 2
+    server.stall_seconds = 30
+    backend, model = get_session().resolve(None, None)
+    stream = backend.generate_stream("one two three", model)
+    pieces = iter(stream)
+    assert next(pieces) + next(pieces) == "You said: "
+    threading.Timer(0.3, stream.cancel).start()
+    start = time.perf_counter()
+    assert list(pieces) == []
+    assert time.perf_counter() - start < 1.5
+    response = stream.response
+    assert response is not None and response.finish_reason == "cancelled"
+    assert response.text == "You said: " and response.error is None

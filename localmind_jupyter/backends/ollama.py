@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendUnavailable, DownloadError, GenerationError, ModelNotFound, OptionError
 from . import _ollama_names
 from . import _ollama_wire as wire
-from ._http_cancel import close_on_cancel
+from ._http_cancel import CancelResponse, close_on_cancel
 from ._ollama_host import DEFAULT_BASE_URL, DEFAULT_PORT, normalize_host, split_credentials
 from ._ollama_options import check_options, check_structured
 from ._retry_hints import mark, retry_after
@@ -28,6 +28,7 @@ from .base import (
     ProgressCallback,
     Started,
     Thinking,
+    Usage,
 )
 from .capabilities import Capabilities
 
@@ -278,8 +279,9 @@ class OllamaBackend(BaseBackend):
         loads = json.JSONDecoder().decode  # str lines: no per-line encoding detection
         final: wire.ChatChunk | None = None
         buffer = b""
+        cancel = CancelResponse(response)
         try:
-            yield Started()
+            yield Started(cancel=cancel)
             for data in response.iter_bytes():
                 if b"\n" not in data:
                     buffer += data
@@ -307,24 +309,29 @@ class OllamaBackend(BaseBackend):
                 if final is not None:
                     break
         except httpx.TimeoutException:  # retryable until text arrived (the base clears it)
-            error = GenerationError(
-                f"Ollama sent nothing for {self.settings.read_timeout:g} s mid-answer; the partial "
-                f"answer is kept — raise backends.{self.name}.settings.read_timeout if the model "
-                "is slow"
-            )
-            raise mark(error) from None
+            if not cancel.is_set():
+                error = GenerationError(
+                    f"Ollama sent nothing for {self.settings.read_timeout:g} s mid-answer; the "
+                    f"partial answer is kept — raise backends.{self.name}.settings.read_timeout "
+                    "if the model is slow"
+                )
+                raise mark(error) from None
         except httpx.HTTPError as exc:
-            error = GenerationError(
-                f"the connection to Ollama at {self.base_url} dropped mid-answer "
-                f"({wire.short(exc)}); the partial answer is kept"
-            )
-            raise mark(error) from None
+            if not cancel.is_set():  # else stream.cancel() shut it: "cancelled", below
+                error = GenerationError(
+                    f"the connection to Ollama at {self.base_url} dropped mid-answer "
+                    f"({wire.short(exc)}); the partial answer is kept"
+                )
+                raise mark(error) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise GenerationError(
                 f"Ollama sent a line that is not a valid chat chunk ({wire.short(exc)})"
             ) from None
         finally:
             response.close()
+        if final is None and cancel.is_set():  # stream.cancel() shut the connection
+            yield Usage(finish_reason="cancelled")
+            return
         if final is None:  # the connection ended cleanly but early: a drop
             error = GenerationError(
                 "the stream from Ollama ended before its final message; the partial answer is kept"
