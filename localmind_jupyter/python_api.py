@@ -83,6 +83,7 @@ def batch(
     backend, model_name = session.resolve(model, None)
     if wanted is None:
         wanted = default_concurrency(backend, session.loader.config)
+    backend.build_request(inputs.prompts[0], model_name, **options)  # bad options: no bar yet
     cancel = threading.Event()
     display = _display(progress, len(inputs.prompts), cancel, f"{backend.name}:{model_name}")
     on_progress = display.update if display is not None else None

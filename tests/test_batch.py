@@ -329,6 +329,9 @@ def test_the_widget_shows_the_final_counts(server, monkeypatch):
     assert result.counts == {"ok": 2, "error": 2, "cancelled": 0}
     bar.cancel_button.click()  # after the end: nothing left to stop, the button is off
     assert bar.cancel_button.disabled
+    with pytest.raises(OptionError, match="temperature"):
+        lm.batch(["a"], temperature=9)
+    assert len(shown) == 1, "a bar was shown for a batch refused before it began"
 
 
 def test_import_stays_light_until_a_batch_runs():
