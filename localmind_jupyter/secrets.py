@@ -350,6 +350,7 @@ def get_logger(name: str) -> logging.Logger:
 LOGGING_MODULES = (
     "localmind_jupyter.backends._prefill",
     "localmind_jupyter.backends._retry",
+    "localmind_jupyter.backends._timer",
     "localmind_jupyter.backends.gguf",
     "localmind_jupyter.backends.transformers",
     "localmind_jupyter.core.downloads",
