@@ -355,6 +355,7 @@ LOGGING_MODULES = (
     "localmind_jupyter.backends.transformers",
     "localmind_jupyter.core.downloads",
     "localmind_jupyter.core.listeners",
+    "localmind_jupyter.core.retry",
     "localmind_jupyter.server.handlers",
     "localmind_jupyter.server.state",
     "localmind_jupyter.server.streaming",
