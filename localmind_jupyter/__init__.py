@@ -28,6 +28,7 @@ _LAZY = {
     "batch": "localmind_jupyter.python_api",
     "BatchResult": "localmind_jupyter.core._batch_result",
     "BatchProgress": "localmind_jupyter.core._batch_result",
+    "log_entries": "localmind_jupyter.core.answer_log",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _LAZY
@@ -49,6 +50,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "batch",
     "BatchResult",
     "BatchProgress",
+    "log_entries",
 ]
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from .backends.base import BaseBackend, DownloadProgress, ModelResponse
     from .config import load_config
     from .core._batch_result import BatchProgress, BatchResult
+    from .core.answer_log import log_entries
     from .core.model_loader import ModelLoader
     from .core.model_registry import ModelRegistry
     from .errors import (

@@ -63,13 +63,18 @@ def batch(
     """
     from .core.batch import check_concurrency, default_concurrency, prepare_inputs, run_batch
     from .core.retry import RetryPolicy
+    from .errors import OptionError
     from .session import get_session
 
     wanted = check_concurrency(concurrency)
     if not isinstance(resume, bool):
-        from .errors import OptionError
-
         raise OptionError(f"resume must be True or False, got {resume!r:.40}")
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise OptionError(
+            f"progress must be True, False or a function of BatchProgress, got {progress!r:.40}"
+        )
+    if model is not None and not isinstance(model, str):
+        raise OptionError(f"model must be a 'backend:model' string or None, got {model!r:.40}")
     policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy()
     if retry is not None and not isinstance(retry, RetryPolicy):
         policy = RetryPolicy(max_attempts=retry)
@@ -78,6 +83,7 @@ def batch(
     backend, model_name = session.resolve(model, None)
     if wanted is None:
         wanted = default_concurrency(backend, session.loader.config)
+    backend.build_request(inputs.prompts[0], model_name, **options)  # bad options: no bar yet
     cancel = threading.Event()
     display = _display(progress, len(inputs.prompts), cancel, f"{backend.name}:{model_name}")
     on_progress = display.update if display is not None else None

@@ -350,10 +350,13 @@ def get_logger(name: str) -> logging.Logger:
 LOGGING_MODULES = (
     "localmind_jupyter.backends._prefill",
     "localmind_jupyter.backends._retry",
+    "localmind_jupyter.backends._timer",
     "localmind_jupyter.backends.gguf",
     "localmind_jupyter.backends.transformers",
+    "localmind_jupyter.core.batch",
     "localmind_jupyter.core.downloads",
     "localmind_jupyter.core.listeners",
+    "localmind_jupyter.core.retry",
     "localmind_jupyter.server.handlers",
     "localmind_jupyter.server.state",
     "localmind_jupyter.server.streaming",

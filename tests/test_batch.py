@@ -169,11 +169,14 @@ def test_a_series_keeps_its_index(server):
         (["a"], {"temprature": 0}, "unknown option(s) temprature"),
         (["a"], {"template": "x {y}"}, "template= fills a DataFrame's columns"),
         (["a"], {"resume": "yes"}, "resume must be True or False"),
+        (["a"], {"progress": "bar"}, "progress must be True, False or a function"),
+        (["a"], {"model": 3}, "model must be a 'backend:model' string or None"),
+        (["a"], {"retry": "many"}, "retry max_attempts must be a whole number"),
     ],
 )
 def test_bad_input_is_one_clear_error_before_any_request(server, prompts, kwargs, message):
     with pytest.raises(OptionError, match=re.escape(message)):
-        lm.batch(prompts, progress=False, **kwargs)
+        lm.batch(prompts, **{"progress": False, **kwargs})
     assert _chats(server) == []
 
 
@@ -326,3 +329,21 @@ def test_the_widget_shows_the_final_counts(server, monkeypatch):
     assert result.counts == {"ok": 2, "error": 2, "cancelled": 0}
     bar.cancel_button.click()  # after the end: nothing left to stop, the button is off
     assert bar.cancel_button.disabled
+    with pytest.raises(OptionError, match="temperature"):
+        lm.batch(["a"], temperature=9)
+    assert len(shown) == 1, "a bar was shown for a batch refused before it began"
+
+
+def test_import_stays_light_until_a_batch_runs():
+    """``import localmind_jupyter`` (and naming ``batch``) imports no pandas, widgets or SQLite."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, localmind_jupyter as lm\n"
+        "lm.batch, lm.BatchResult\n"
+        "print(sorted(m for m in ('pandas', 'ipywidgets', 'sqlite3', 'pydantic', 'httpx')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

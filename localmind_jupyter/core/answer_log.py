@@ -38,6 +38,7 @@ __all__ = [
     "answer_log_for",
     "answer_source",
     "current_source",
+    "log_entries",
     "request_key",
 ]
 
@@ -211,3 +212,51 @@ def answer_log_for(config: LocalMindConfig) -> AnswerLog | None:
         if log is None:
             log = _LOGS[path] = AnswerLog(path)
         return log
+
+
+#: ``log_entries()``'s DataFrame columns, in this order.
+ENTRY_COLUMNS = (
+    "time",
+    "source",
+    "backend",
+    "backend_type",
+    "model",
+    "prompt",
+    "answer",
+    "thinking",
+    "prompt_tokens",
+    "completion_tokens",
+    "thinking_tokens",
+    "tokens_approximate",
+    "time_to_first_token",
+    "duration",
+    "tokens_per_second",
+    "finish_reason",
+    "error",
+    "warning",
+    "parsed",
+    "messages",
+    "options",
+    "ok",
+    "key",
+    "id",
+)
+
+
+def log_entries(limit: int = 20, search: str | None = None, model: str | None = None) -> Any:
+    """The answer log's newest ``limit`` exchanges: a pandas DataFrame when pandas is
+    installed, else a list of dicts (see :meth:`AnswerLog.entries` for the filters).
+
+    It reads ``LOCALMIND_HOME/log.db`` as it is, also the answers kept before ``log: false``.
+    """
+    from ..paths import log_path
+
+    path = log_path()
+    with _LOGS_LOCK:
+        log = _LOGS.get(path) or AnswerLog(path)
+    rows = log.entries(limit, search=search, model=model)
+    try:
+        import pandas as pd  # type: ignore[import-untyped]
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows, columns=list(ENTRY_COLUMNS))

@@ -36,6 +36,7 @@ LINE_COMMANDS = {
     "config": "the effective configuration (secrets masked)",
     "reload": "re-read config.yaml and rebuild the backends",
     "stats": "statistics of the last answer",
+    "log": "log [-n N] [--search TEXT] [--model M]: recent answers from the answer log",
     "version": "LocalMind's version",
 }
 
@@ -210,6 +211,21 @@ class LineCommands:
         rows = [[k, v] for k, v in stats_of(response).items()]
         self._show(Table(["statistic", "value"], rows))
 
+    def _cmd_log(self, args: list[str]) -> None:
+        parser = _parser("log")
+        parser.add_argument("-n", dest="limit", metavar="N", type=_count, default=20)
+        parser.add_argument("--search", metavar="TEXT")
+        parser.add_argument("--model", metavar="M")
+        opts = _parse(parser, args)
+        answer_log = self.session.loader.answer_log
+        if answer_log is None:
+            self._say("the answer log is off (log: false in config.yaml): nothing is recorded")
+            return
+        from .log_table import log_table
+
+        entries = answer_log.entries(opts.limit, search=opts.search, model=opts.model)
+        self._show(log_table(entries, f"answer log {answer_log.path}, newest first"))
+
     def _cmd_pull(self, args: list[str]) -> None:
         parser = _parser("pull")
         parser.add_argument("model")
@@ -252,6 +268,16 @@ def _parser(command: str) -> _Parser:
 
 def _parse(parser: _Parser, args: list[str]) -> argparse.Namespace:
     return parser.parse_args(args)
+
+
+def _count(text: str) -> int:
+    """``-n``'s value: a positive whole number (argparse shows the message)."""
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number (e.g. -n 50), got {text!r}"
+        )
+    return value
 
 
 def _split_pull_target(spec: str, backend: str | None, loader: ModelLoader) -> tuple[str, str]:

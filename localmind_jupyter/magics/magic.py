@@ -17,6 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, Unicode
 
 from ..backends.base import ModelResponse
+from ..core.answer_log import answer_source
 from ..errors import GenerationError, LocalMindError, ModelNotFound
 from ..secrets import redact
 from ..session import KernelSession, get_session
@@ -124,7 +125,8 @@ class LocalMind(LineCommands, Magics):
                                            DF ({column} placeholders); the answers
                                            fill DF[COLUMN]
         %localmind COMMAND [args]       -- help, backends, models, pull, use, alias,
-                                           unalias, reset, config, reload, stats, version
+                                           unalias, reset, config, reload, stats, log,
+                                           version
 
         {name}, {In[3]}, {Out[3]} and {Err[3]} in the prompt are filled from the
         notebook ({{ and }} give literal braces). Consecutive cells to the same
@@ -133,7 +135,8 @@ class LocalMind(LineCommands, Magics):
         if cell is None:
             self._line_command(line)
             return
-        self._ask(line, cell)
+        with answer_source("magic"):  # how the answer log tells a cell's answers apart
+            self._ask(line, cell)
 
     def _in_kernel(self) -> bool:
         return getattr(self.shell, "kernel", None) is not None

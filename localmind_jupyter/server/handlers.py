@@ -20,6 +20,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..core.answer_log import answer_source
 from ..errors import GenerationError, LocalMindError
 from . import AUTH_RESOURCE, URL_PREFIX
 from .admission import Slot
@@ -164,11 +165,12 @@ class GenerateHandler(LocalMindHandler):
         if slot is None:
             return
         try:
-            pump = GenerationPump(
-                asyncio.get_running_loop(),
-                lambda: self.state.open_stream(request),
-                on_end=slot.release,
-            )
+            with answer_source("rest"):  # the pump's thread logs its answer as a REST one
+                pump = GenerationPump(
+                    asyncio.get_running_loop(),
+                    lambda: self.state.open_stream(request),
+                    on_end=slot.release,
+                )
             self._pump = pump
             self.state.track(pump)
             pump.start()

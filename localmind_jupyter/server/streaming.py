@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 from collections import deque
@@ -59,7 +60,12 @@ class GenerationPump:
         self._wake = asyncio.Event()
         #: Resolves with the stream once the backend accepted the request, or with its error.
         self.opened: asyncio.Future[ResponseStream] = loop.create_future()
-        self.thread = threading.Thread(target=self._run, name="localmind-generate", daemon=True)
+        # The thread runs in a copy of the creator's context: the answer log reads its source
+        # (``answer_source``) from there.
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(
+            target=context.run, args=(self._run,), name="localmind-generate", daemon=True
+        )
 
     # --- event loop side ---------------------------------------------------------------------
     def start(self) -> None:
