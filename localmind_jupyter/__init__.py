@@ -25,6 +25,9 @@ _LAZY = {
     "ConfigError": "localmind_jupyter.errors",
     "OptionError": "localmind_jupyter.errors",
     "ModelManager": "localmind_jupyter.widgets",
+    "batch": "localmind_jupyter.python_api",
+    "BatchResult": "localmind_jupyter.core._batch_result",
+    "BatchProgress": "localmind_jupyter.core._batch_result",
     "log_entries": "localmind_jupyter.core.answer_log",
 }
 
@@ -44,6 +47,9 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "ConfigError",
     "OptionError",
     "ModelManager",
+    "batch",
+    "BatchResult",
+    "BatchProgress",
     "log_entries",
 ]
 
@@ -52,6 +58,7 @@ if TYPE_CHECKING:
 
     from .backends.base import BaseBackend, DownloadProgress, ModelResponse
     from .config import load_config
+    from .core._batch_result import BatchProgress, BatchResult
     from .core.answer_log import log_entries
     from .core.model_loader import ModelLoader
     from .core.model_registry import ModelRegistry
@@ -64,6 +71,7 @@ if TYPE_CHECKING:
         ModelNotFound,
         OptionError,
     )
+    from .python_api import batch
     from .widgets import ModelManager
 
 

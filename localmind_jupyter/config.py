@@ -55,11 +55,13 @@ class BackendConfig:
     type: str
     enabled: bool = True
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Requests a batch sends at once (None: the backend type's default).
+    concurrency: int | None = None
 
     def __repr__(self) -> str:
         return (
             f"BackendConfig(type={self.type!r}, enabled={self.enabled!r}, "
-            f"settings={mask_secrets(self.settings)!r})"
+            f"settings={mask_secrets(self.settings)!r}, concurrency={self.concurrency!r})"
         )
 
     __str__ = __repr__
@@ -215,6 +217,14 @@ def parse_config(
             raise config.error(
                 f"timeouts.{name}: must be greater than 0 seconds (got {value:g})",
                 f"timeouts.{name}",
+            )
+    for name, backend in config.backends.items():
+        given = (data["backends"].get(name) or {}).get("concurrency")
+        if isinstance(given, bool) or (backend.concurrency is not None and backend.concurrency < 1):
+            raise config.error(
+                f"backends.{name}.concurrency: must be a whole number of requests sent at "
+                f"once, at least 1 (got {given!r})",
+                f"backends.{name}.concurrency",
             )
     if known_types is not None:
         for name, backend in config.backends.items():

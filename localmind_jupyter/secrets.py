@@ -353,6 +353,7 @@ LOGGING_MODULES = (
     "localmind_jupyter.backends._timer",
     "localmind_jupyter.backends.gguf",
     "localmind_jupyter.backends.transformers",
+    "localmind_jupyter.core.batch",
     "localmind_jupyter.core.downloads",
     "localmind_jupyter.core.listeners",
     "localmind_jupyter.core.retry",

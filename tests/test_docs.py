@@ -24,3 +24,18 @@ def test_magic_reference_lists_every_option_and_command():
 def test_readme_shows_the_two_commands():
     readme = (REPO / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_batch_md_config_examples_are_valid_configs():
+    """docs/batch.md's config.yaml snippets parse, with their concurrency and settings."""
+    import re
+
+    from localmind_jupyter.backends import backend_types
+    from localmind_jupyter.config import parse_config
+
+    text = (REPO / "docs" / "batch.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        config = parse_config(block, known_types=backend_types())
+        assert all(b.concurrency for b in config.backends.values()), block

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError, OptionError
 from . import _anthropic_params as structured
+from ._http_cancel import CancelResponse
 from ._remote_api import RemoteAPIBackend, RemoteAPISettings, SDKErrors
 from .base import Delta, Started, Thinking, Usage
 from .capabilities import Capabilities
@@ -50,6 +51,8 @@ class AnthropicSettings(RemoteAPISettings):
 
 class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
     type_name = "anthropic"
+    #: A server answers several requests at once (a batch sends this many).
+    default_concurrency = 4
     display_name = "Anthropic"
     #: Remote models; the Messages API has no seed, so ``seed`` is refused, not dropped.
     #: Structured outputs and extended thinking: a model without them answers HTTP 400.
@@ -177,8 +180,9 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
         usage = Usage()
         finished = False
         json_tool = "tool_choice" in params  # the forced tool's input is the answer
+        cancel = CancelResponse(events.response)
         try:
-            yield Started()
+            yield Started(cancel=cancel)
             for event in events:
                 if event.type == "content_block_delta":
                     delta = event.delta
@@ -205,9 +209,14 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
                 elif event.type == "message_stop":
                     finished = True
         except Exception as exc:  # noqa: BLE001 - API errors and the HTTP library's own
-            raise self._translate(exc, request.model, mid_stream=True) from None
+            if not cancel.is_set():  # else stream.cancel() shut it: "cancelled", below
+                raise self._translate(exc, request.model, mid_stream=True) from None
         finally:
             events.close()  # closes the HTTP response: stopping stops at the source
+        if not finished and cancel.is_set():
+            usage.finish_reason = "cancelled"
+            yield usage
+            return
         if not finished and usage.finish_reason is None:
             raise GenerationError(
                 f"the stream from {self.base_url} ended before the answer finished; the partial "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendUnavailable, GenerationError, ModelNotFound, OptionError
 from . import _ollama_names
 from . import _ollama_wire as wire
+from ._http_cancel import CancelResponse
 from ._ollama_host import DEFAULT_BASE_URL, DEFAULT_PORT, normalize_host, split_credentials
 from ._ollama_options import check_options, check_structured
 from ._retry_hints import mark, retry_after
@@ -26,6 +27,7 @@ from .base import (
     ProgressCallback,
     Started,
     Thinking,
+    Usage,
 )
 from .capabilities import Capabilities
 
@@ -62,6 +64,8 @@ class OllamaSettings(BackendSettings):
 
 class OllamaBackend(BaseBackend):
     type_name = "ollama"
+    #: A server answers several requests at once (a batch sends this many).
+    default_concurrency = 4
     display_name = "Ollama"
     Settings = OllamaSettings
     extra_options = frozenset({"keep_alive", "format", "num_ctx"})
@@ -274,8 +278,9 @@ class OllamaBackend(BaseBackend):
         loads = json.JSONDecoder().decode  # str lines: no per-line encoding detection
         final: wire.ChatChunk | None = None
         buffer = b""
+        cancel = CancelResponse(response)
         try:
-            yield Started()
+            yield Started(cancel=cancel)
             pieces = response.iter_bytes()
             for data in pieces:
                 if b"\n" not in data:
@@ -305,24 +310,29 @@ class OllamaBackend(BaseBackend):
                     _drain(pieces)
                     break
         except httpx.TimeoutException:  # retryable until text arrived (the base clears it)
-            error = GenerationError(
-                f"Ollama sent nothing for {self.settings.read_timeout:g} s mid-answer; the partial "
-                f"answer is kept — raise backends.{self.name}.settings.read_timeout if the model "
-                "is slow"
-            )
-            raise mark(error) from None
+            if not cancel.is_set():
+                error = GenerationError(
+                    f"Ollama sent nothing for {self.settings.read_timeout:g} s mid-answer; the "
+                    f"partial answer is kept — raise backends.{self.name}.settings.read_timeout "
+                    "if the model is slow"
+                )
+                raise mark(error) from None
         except httpx.HTTPError as exc:
-            error = GenerationError(
-                f"the connection to Ollama at {self.base_url} dropped mid-answer "
-                f"({wire.short(exc)}); the partial answer is kept"
-            )
-            raise mark(error) from None
+            if not cancel.is_set():  # else stream.cancel() shut it: "cancelled", below
+                error = GenerationError(
+                    f"the connection to Ollama at {self.base_url} dropped mid-answer "
+                    f"({wire.short(exc)}); the partial answer is kept"
+                )
+                raise mark(error) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise GenerationError(
                 f"Ollama sent a line that is not a valid chat chunk ({wire.short(exc)})"
             ) from None
         finally:
             response.close()
+        if final is None and cancel.is_set():  # stream.cancel() shut the connection
+            yield Usage(finish_reason="cancelled")
+            return
         if final is None:  # the connection ended cleanly but early: a drop
             error = GenerationError(
                 "the stream from Ollama ended before its final message; the partial answer is kept"

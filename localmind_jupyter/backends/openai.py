@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, GenerationError
+from ._http_cancel import CancelResponse
 from ._openai_wire import (
     PASS_THROUGH,
     options_params,
@@ -58,6 +59,8 @@ class OpenAISettings(RemoteAPISettings):
 
 class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
     type_name = "openai"
+    #: A server answers several requests at once (a batch sends this many).
+    default_concurrency = 8
     display_name = "OpenAI-compatible"
     #: Remote (or self-served) models: nothing to download.
     capabilities = Capabilities(
@@ -177,8 +180,9 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
             raise self._translate(exc, request.model) from None
         finish_reason: str | None = None
         usage: CompletionUsage | None = None
+        cancel = CancelResponse(chunks.response)
         try:
-            yield Started()
+            yield Started(cancel=cancel)
             for chunk in chunks:
                 if chunk.usage is not None:
                     usage = chunk.usage
@@ -193,10 +197,16 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
                     yield content
                 if choice.finish_reason:
                     finish_reason = choice.finish_reason
-        except openai.APIError as exc:
-            raise self._translate(exc, request.model, mid_stream=True) from None
+        except Exception as exc:  # API errors and the HTTP library's own
+            if not cancel.is_set():  # else stream.cancel() shut it: "cancelled", below
+                if isinstance(exc, openai.APIError):
+                    raise self._translate(exc, request.model, mid_stream=True) from None
+                raise
         finally:
             chunks.close()
+        if finish_reason is None and cancel.is_set():
+            yield Usage(getattr(usage, "prompt_tokens", None), None, "cancelled")
+            return
         if finish_reason is None:
             raise GenerationError(
                 f"the stream from {self.base_url} ended before the answer finished; the partial "

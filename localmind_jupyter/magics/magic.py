@@ -25,7 +25,7 @@ from .commands import LineCommands
 from .interpolation import describe_missing, interpolate
 from .output_name import output_name_problem
 from .render import FORMATS, Final, NotebookView, TerminalView, finalize
-from .request_options import THINK_LEVELS, FlagError, structured_options
+from .request_options import THINK_LEVELS, FlagError, sampling_options, structured_options
 from .thinking import parsed_bundle, stats_of
 
 if TYPE_CHECKING:
@@ -110,6 +110,9 @@ class LocalMind(LineCommands, Magics):
     @argument("--no-stream", action="store_true", help="show the answer only when complete")
     @argument("--no-history", action="store_true", help="send this prompt alone")
     @argument("--no-interpolate", action="store_true", help="leave {name} as written")
+    @argument("--over", metavar="DF", help="a DataFrame: the cell is a template run per row")
+    @argument("--into", metavar="COLUMN", help="with --over: the column the answers fill")
+    @argument("--concurrency", type=int, metavar="N", help="with --over: rows sent at once")
     @argument("--stats", dest="stats", action="store_true", default=None, help="show the footer")
     @argument("--no-stats", dest="stats", action="store_false", help="hide the footer")
     @line_cell_magic
@@ -117,6 +120,10 @@ class LocalMind(LineCommands, Magics):
         """Ask a language model; the cell body is the prompt and the answer streams in.
 
         %%localmind [MODEL] [options]   -- prompt in the cell body
+        %%localmind --over DF --into COLUMN [MODEL] [options]
+                                        -- the body is a template run for each row of
+                                           DF ({column} placeholders); the answers
+                                           fill DF[COLUMN]
         %localmind COMMAND [args]       -- help, backends, models, pull, use, alias,
                                            unalias, reset, config, reload, stats, log,
                                            version
@@ -166,6 +173,11 @@ class LocalMind(LineCommands, Magics):
                 self._say(f"name a model to use with -b {args.backend} (-m MODEL)", error=True)
                 return
             spec = f"{args.backend}:{spec}"
+        if args.over is not None or args.into is not None or args.concurrency is not None:
+            from .batch_cell import run_batch_cell  # pandas and the runner: on first use only
+
+            run_batch_cell(self, args, cell, spec)
+            return
 
         prompt = cell.strip("\n")
         if not args.no_interpolate:
@@ -178,18 +190,7 @@ class LocalMind(LineCommands, Magics):
             self._say("the cell is empty: write the prompt below %%localmind", error=True)
             return
 
-        options: dict[str, Any] = {
-            key: value
-            for key, value in {
-                "system": args.system,
-                "temperature": args.temperature,
-                "max_tokens": args.max_tokens,
-                "top_p": args.top_p,
-                "seed": args.seed,
-                "stop": args.stop,
-            }.items()
-            if value is not None
-        }
+        options = sampling_options(args)
         try:
             backend, model = self.session.resolve(spec, self.default_model)
         except LocalMindError as exc:

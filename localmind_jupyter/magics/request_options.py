@@ -80,6 +80,19 @@ def think_value(args: Namespace) -> bool | str | None:
     return args.think  # type: ignore[no-any-return]
 
 
+def sampling_options(args: Namespace) -> dict[str, Any]:
+    """``-s``, ``-t``, ``--max-tokens``, ``--top-p``, ``--seed``, ``--stop``: those given."""
+    given = {
+        "system": args.system,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "stop": args.stop,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def structured_options(
     args: Namespace, namespace: Mapping[str, Any], fmt: str, capabilities: Capabilities
 ) -> dict[str, Any]:
