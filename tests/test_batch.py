@@ -347,3 +347,12 @@ def test_import_stays_light_until_a_batch_runs():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_row_is_logged_as_coming_from_a_batch(server):
+    lm.batch(["one", "two", "three"], concurrency=3, progress=False)
+    log = get_session().loader.answer_log
+    assert log is not None
+    entries = log.entries()
+    assert sorted(e["prompt"] for e in entries) == ["one", "three", "two"]
+    assert {e["source"] for e in entries} == {"batch"}, "a worker thread lost the context"
