@@ -356,3 +356,35 @@ def test_every_row_is_logged_as_coming_from_a_batch(server):
     entries = log.entries()
     assert sorted(e["prompt"] for e in entries) == ["one", "three", "two"]
     assert {e["source"] for e in entries} == {"batch"}, "a worker thread lost the context"
+
+
+def test_a_batch_stops_sending_when_every_row_fails_for_the_whole_backend(server):
+    """An unknown model (a 404 on every row) fails the same way 5,000 times: after a few rows
+    in a row the rest are not sent, and say why, so a rerun after the fix sends them."""
+    prompts = [f"row {i}" for i in range(40)]
+    result = lm.batch(prompts, model="ollama:no-such-model:1b", progress=False)
+    assert len(result) == 40 and not result.ok
+    assert len(_chats(server)) <= 3 + 4, "it kept sending rows that could only fail"
+    assert all(r.finish_reason == "error" for r in result)
+    last = result[-1].error or ""
+    assert last.startswith("not sent: the batch stopped after 3 rows in a row failed")
+    assert "no-such-model" in last
+
+
+def test_a_batch_against_a_server_that_is_down_ends_in_seconds(isolated_home):
+    from tests.conftest import free_port
+
+    (isolated_home / "config.yaml").write_text(
+        "default_model: ollama:smollm:135m\n"
+        f"backends:\n  ollama:\n    settings: {{base_url: 'http://127.0.0.1:{free_port()}'}}\n"
+    )
+    reset_session()
+    try:
+        start = time.perf_counter()
+        result = lm.batch([f"row {i}" for i in range(200)], progress=False)
+        took = time.perf_counter() - start
+    finally:
+        reset_session()
+    assert took < 20, f"a batch against a dead server took {took:.0f} s"
+    assert all(r.finish_reason == "error" for r in result)
+    assert "not sent" in (result[-1].error or "") and "not running" in (result[0].error or "")

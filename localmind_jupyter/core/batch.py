@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from ..backends._response import ModelResponse, failed_response
-from ..errors import GenerationError, OptionError
+from ..errors import BackendUnavailable, GenerationError, ModelNotFound, OptionError
 from ._batch_inputs import BatchInputs, prepare_inputs
 from ._batch_result import BatchProgress, BatchResult, ProgressCallback
 from .answer_log import answer_source, request_key
@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 _TICK = 0.1
 #: After a cancel, how long the rows in flight get to wind down before the result returns.
 _GRACE = 3.0
+#: Rows in a row that failed for the whole backend (server down, key refused, no such model)
+#: before the batch stops sending: the other 5,000 rows would only fail the same way.
+_HALT_AFTER = 3
 
 
 def check_concurrency(value: Any) -> int | None:
@@ -97,6 +100,7 @@ def run_batch(
     request = backend.build_request(inputs.prompts[0], model, **options)
     runner = _Runner(backend, model, inputs, options, cancel or threading.Event(), on_progress)
     runner.policy = retry or RetryPolicy()
+    runner.resumable = log is not None
     with answer_source("batch"):
         if log is not None and resume:
             runner.answer_from(log)
@@ -141,6 +145,10 @@ class _Runner:
         self.start = time.perf_counter()
         self._reported: tuple[int, int, int] | None = None
         self.policy = RetryPolicy()
+        #: Rows in a row lost to a failure of the whole backend, and why the batch then stopped.
+        self.backend_failures = 0
+        self.halted: str | None = None
+        self.resumable = False
 
     def answer_from(self, log: AnswerLog) -> None:
         """Resume: the rows the log has a successful answer for (one query for all keys)."""
@@ -235,15 +243,17 @@ class _Runner:
             log.exception("reporting batch progress failed")
 
     def snapshot(self) -> list[ModelResponse]:
-        """The answers by row; a row not answered (cancel) is a "cancelled" answer."""
+        """The answers by row; a row not answered is a "cancelled" answer (cancel), or an
+        error saying it was not sent (the batch stopped on a failing backend)."""
         with self.lock:
             answers = list(self.answers)
-        return [
-            a
-            if a is not None
-            else failed_response(self.backend.name, self.model, "cancelled", None)
-            for a in answers
-        ]
+        if self.halted is not None:
+            unsent: ModelResponse = failed_response(
+                self.backend.name, self.model, "error", OptionError(self.halted)
+            )
+        else:
+            unsent = failed_response(self.backend.name, self.model, "cancelled", None)
+        return [a if a is not None else dataclasses.replace(unsent) for a in answers]
 
     # --- the workers ----------------------------------------------------------------------------
     def _record(self, row: int, answer: ModelResponse) -> None:
@@ -258,7 +268,7 @@ class _Runner:
 
     def _rows(self, rows: Iterator[int]) -> None:
         """One worker: take the next row, answer it, until none is left or cancel is set."""
-        while not self.cancel.is_set():
+        while not self.cancel.is_set() and self.halted is None:
             with self.lock:
                 row = next(rows, None)
             if row is None:
@@ -282,12 +292,29 @@ class _Runner:
     def _answer(self, row: int) -> ModelResponse:
         """One row's answer, or the error answer in its place; never raises for the row."""
         try:
-            return call_with_retries(
+            answer = call_with_retries(
                 lambda: self._attempt(row), self.policy, cancel=self.cancel, on_retry=self._retried
             )
         except Exception as exc:  # noqa: BLE001 - one bad row must not sink the batch
             reason = "cancelled" if self.cancel.is_set() else "error"
+            if reason == "error" and isinstance(exc, (BackendUnavailable, ModelNotFound)):
+                self._backend_failed(exc)
             return failed_response(self.backend.name, self.model, reason, exc)
+        with self.lock:
+            self.backend_failures = 0
+        return answer
+
+    def _backend_failed(self, error: Exception) -> None:
+        """Stop sending once several rows in a row failed for the whole backend."""
+        with self.lock:
+            self.backend_failures += 1
+            if self.backend_failures < _HALT_AFTER or self.halted is not None:
+                return
+            self.halted = (
+                f"not sent: the batch stopped after {_HALT_AFTER} rows in a row failed with "
+                f"'{error}'; fix that and run it again (answered rows are kept"
+                + (", and a rerun answers them from the log)" if self.resumable else ")")
+            )
 
     def _retried(self, attempt: int, error: BaseException, delay: float) -> None:
         with self.lock:
