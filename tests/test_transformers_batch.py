@@ -22,8 +22,18 @@ os.environ.setdefault("LOCALMIND_CACHE", str(REPO / ".cache" / "localmind"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from localmind_jupyter.backends import _embedded  # noqa: E402
+from localmind_jupyter.backends._transformers_batch import WORKER  # noqa: E402
 from localmind_jupyter.backends.transformers import TransformersBackend  # noqa: E402
 from localmind_jupyter.errors import ConfigError, OptionError  # noqa: E402
+
+# The tiny random GPT-2 whose positions run out mid-answer (a failure inside generate).
+from .test_transformers_backend import (  # noqa: E402, F401
+    TINY,
+    TINY_ROOM,
+    converted,
+    tiny_backend,
+    tiny_models,
+)
 
 pytestmark = pytest.mark.skipif(
     _embedded.embedded_model_path() is None,
@@ -235,3 +245,42 @@ def test_schema_batches_go_one_at_a_time(
     answers = backend.generate_batch(["Give n=1 as JSON.", "Give n=2 as JSON."], EMB, schema=schema)
     assert set(batch_sizes) == {1}
     assert all(isinstance(a.parsed, dict) and isinstance(a.parsed["n"], int) for a in answers)
+
+
+def workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == WORKER and t.is_alive()]
+
+
+def test_an_interrupt_stops_the_batch_and_tells_its_rows_cancelled(
+    backend: TransformersBackend, told: Told, batch_sizes: list[int]
+) -> None:
+    import _thread
+
+    def interrupt_after_two_steps() -> None:
+        while len(batch_sizes) < 3:
+            time.sleep(0.005)
+        _thread.interrupt_main()  # Ctrl-C, as a kernel's interrupt delivers it
+
+    threading.Thread(target=interrupt_after_two_steps, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        backend.generate_batch(PROMPTS[:2], EMB, temperature=0, max_tokens=300)
+    assert not workers() and len(batch_sizes) < 10  # the compute stopped too
+    assert sorted(r.finish_reason for _, r, _ in told) == ["cancelled", "cancelled"]
+    assert all(r.completion_tokens >= 2 for _, r, _ in told)
+
+
+def test_a_failing_batched_pass_is_answered_row_by_row(
+    tiny_backend: TransformersBackend,  # noqa: F811
+) -> None:
+    told: Told = []
+    tiny_backend.answer_sink = lambda _b, request, response, error: told.append(
+        (request.prompt, response, error)
+    )
+    try:
+        answers = tiny_backend.generate_batch(["hi", "hi"], TINY, max_tokens=TINY_ROOM + 10)
+    finally:
+        tiny_backend.answer_sink = None
+    assert [a.finish_reason for a in answers] == ["error", "error"]
+    assert all("IndexError" in (a.error or "") and a.text for a in answers)  # partial text
+    assert [(p, r) for p, r, _ in told] == [("hi", None), ("hi", None)]  # once per row
+    assert not workers()
