@@ -14,6 +14,7 @@ SCRIPTS = [
     "bench_magic_stream.py",
     "bench_transformers.py",
     "bench_structured_transformers.py",
+    "bench_batch_transformers.py",
     "bench_gguf.py",
     "bench_structured.py",
     "bench_schema_validity.py",
