@@ -193,6 +193,12 @@ class _Sampler:
         self.generator = generator
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        scores = self.filtered(scores)
+        token = self.draw(scores)
+        return self.torch.full_like(scores, float("-inf")).scatter(-1, token, 0.0)
+
+    def filtered(self, scores: Any) -> Any:
+        """Temperature, top-k, top-p: row by row, so a batch filters each row as alone."""
         torch = self.torch
         if self.temperature != 1.0:
             scores = scores / self.temperature
@@ -204,8 +210,12 @@ class _Sampler:
             probs = ordered.softmax(dim=-1)
             drop = probs.cumsum(dim=-1) - probs >= self.top_p  # keeps the token crossing top_p
             scores = scores.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
-        token = torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=self.generator)
-        return torch.full_like(scores, float("-inf")).scatter(-1, token, 0.0)
+        return scores
+
+    def draw(self, scores: Any) -> Any:
+        """One token per row, drawn with this call's own generator."""
+        probs = scores.softmax(dim=-1)
+        return self.torch.multinomial(probs, num_samples=1, generator=self.generator)
 
 
 # --- lazily built transformers helpers ------------------------------------------------------------

@@ -175,8 +175,9 @@ class BaseBackend:
     #: How many requests a batch sends at once by default (a server answers several in
     #: parallel; an in-process engine computes one at a time). Config may override it.
     default_concurrency: ClassVar[int] = 1
-    #: How many prompts the engine decodes together in one ``generate_batch`` pass.
-    batch_size: ClassVar[int] = 1
+    #: How many prompts the engine decodes together in one ``generate_batch`` pass (an
+    #: instance may set its own from a setting: Transformers' ``batch_size``).
+    batch_size: int = 1
     #: Told how every generation ended; the loader sets it to the answer log (None: off).
     answer_sink: AnswerSink | None = None
 

@@ -107,6 +107,13 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
     capabilities = Capabilities(downloads=True, streaming=True, seed=True, json_schema=True)
     #: llama.cpp leaves a reasoning model's ``<think>…</think>`` in the text: split it out.
     think_tags = True
+    #: 1: batches run one prompt at a time (the base's ``generate_batch``). The high-level
+    #: ``Llama`` of llama-cpp-python 0.3 decodes one sequence (seq id 0, one token history,
+    #: one sampler and grammar); several at once would mean our own ctypes decode loop over
+    #: ``llama_batch`` with per-sequence KV, sampling and grammars, and ``n_seq_max`` is set
+    #: only for embeddings. Too fragile to own: llama.cpp servers (Ollama, llama-server
+    #: through the OpenAI backend) run parallel sequences, and a batch uses their concurrency.
+    batch_size = 1
     extra_options = EXTRA_OPTIONS
     settings: GGUFSettings
     engine_modules = ("llama_cpp",)

@@ -25,6 +25,9 @@ A prompt beyond the model's context window is refused before any compute.
 on first use: see ``_transformers_constrain``); ``think`` goes to chat templates that take
 ``enable_thinking``, and a ``<think>`` trace in the text is split out (see
 ``_transformers_chat``).
+
+``generate_batch`` decodes up to ``batch_size`` prompts per step, left-padded, each row
+answering as it would alone (see ``_transformers_batch``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from annotated_types import Ge
 
 from ..errors import ConfigError, DownloadError, ModelNotFound, OptionError
-from . import _embedded, _names, _transformers_load
+from . import _embedded, _names, _transformers_batch, _transformers_load
 from ._local_engine import LocalEngineBackend, check_context
 from ._think_tags import split_think_tags
 from ._transformers_chat import encode, template_thinks
@@ -58,7 +61,15 @@ from ._transformers_generate import (
 from ._transformers_load import Loaded, LoadPlan, quiet_progress_bars
 from ._transformers_names import Source, cached_hub_models, looks_like_model_folder, models_in
 from ._transformers_names import path_source as _path_source
-from .base import BackendSettings, Delta, DownloadProgress, ProgressCallback, Started, Usage
+from .base import (
+    BackendSettings,
+    Delta,
+    DownloadProgress,
+    ModelResponse,
+    ProgressCallback,
+    Started,
+    Usage,
+)
 from .capabilities import Capabilities
 
 if TYPE_CHECKING:
@@ -101,6 +112,8 @@ class TransformersSettings(BackendSettings):
     local_files_only: bool = True
     #: The Hugging Face cache folder; None means the hub's default (``HF_HUB_CACHE``).
     hub_cache_dir: str | None = None
+    #: Prompts decoded together by ``generate_batch`` (padded; 1 answers one at a time).
+    batch_size: Annotated[int, Ge(1)] = 8
 
 
 #: Short alias: ``TransformersBackend.Settings`` is this class too.
@@ -146,6 +159,7 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
             )
         super().setup()
         self._device: Any = None  # torch.device once torch is imported
+        self.batch_size = self.settings.batch_size
 
     # --- torch setup ----------------------------------------------------------------------------
     def _torch(self) -> Any:
@@ -286,6 +300,25 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
         yield usage  # updated in place: a stopped answer still says what it cost
         max_new_tokens = int(gen_kwargs["max_new_tokens"])
         yield from generate(loaded, gen_kwargs, streamer, cancel, usage, max_new_tokens)
+
+    def generate_batch(
+        self,
+        prompts: Sequence[str],
+        model: str,
+        *,
+        cancel: threading.Event | None = None,
+        **kwargs: Any,
+    ) -> list[ModelResponse]:
+        """Up to ``batch_size`` prompts per ``model.generate``, padded (``_transformers_batch``).
+
+        The base's contract; each row answers as alone (greedy: the same text). ``schema=``,
+        ``json_mode`` and ``repetition_penalty`` go one prompt at a time (see ``batchable``).
+        """
+        request = self.build_request("", model, **kwargs)  # bad options fail before any work
+        engine_options(request.extra)
+        if len(prompts) < 2 or self.batch_size < 2 or not _transformers_batch.batchable(request):
+            return super().generate_batch(prompts, model, cancel=cancel, **kwargs)
+        return _transformers_batch.generate_batch(self, prompts, model, cancel, kwargs)
 
     # --- downloads ------------------------------------------------------------------------------
     def download_model(
