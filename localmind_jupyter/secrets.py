@@ -351,6 +351,7 @@ LOGGING_MODULES = (
     "localmind_jupyter.backends._prefill",
     "localmind_jupyter.backends._retry",
     "localmind_jupyter.backends._timer",
+    "localmind_jupyter.backends._transformers_batch",
     "localmind_jupyter.backends.gguf",
     "localmind_jupyter.backends.transformers",
     "localmind_jupyter.core.batch",

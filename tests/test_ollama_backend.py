@@ -296,3 +296,19 @@ def test_answers_reuse_one_keep_alive_connection(ollama_server):
     for n in range(5):
         assert backend.generate(f"question {n}", "smollm:135m").text
     assert ollama_server.connections_opened == before
+
+
+def test_a_late_cancel_does_not_cut_the_next_answer_on_the_same_connection(ollama_server):
+    """A front end tidying up calls cancel() on an answer already read (the REST pump does);
+    its connection is back in the pool carrying the next answer, which must not be cut."""
+    backend = make_backend(ollama_server)
+    first = backend.generate_stream("one", "smollm:135m")
+    assert "".join(first)
+    ollama_server.token_delay = 0.05
+    second = backend.generate_stream("two", "smollm:135m")
+    pieces = [next(iter(second))]
+    first.cancel()
+    pieces += list(second)
+    assert second.response is not None and second.response.finish_reason == "stop"
+    assert "".join(pieces) == "You said: two"
+    assert ollama_server.connections_opened == 1

@@ -451,7 +451,7 @@ async def test_concurrent_generations_are_bounded_then_refused_with_retry_after(
     assert len(served) >= 5 and len(refused) >= 30, statuses  # 2 running + 3 queued, then 503
     for reply in served:  # queued ones waited their turn and got the whole answer
         lines = ndjson([reply.content])
-        assert lines[-1]["type"] == "done"
+        assert lines[-1]["type"] == "done", lines[-1]
         assert lines[-1]["response"]["text"] == "".join(ollama_server.reply_pieces)
     for reply in refused:
         assert int(reply.headers["Retry-After"]) >= 1

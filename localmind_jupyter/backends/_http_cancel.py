@@ -36,12 +36,24 @@ def close_on_cancel(
 class CancelResponse(threading.Event):
     """``Started.cancel`` of a streamed HTTP answer: ``ResponseStream.cancel()`` sets it from
     any thread, which shuts the connection at once, even while the server sends nothing
-    (a batch's Cancel reaches the rows in flight). No watcher thread: ``set`` does it."""
+    (a batch's Cancel reaches the rows in flight). No watcher thread: ``set`` does it.
+
+    The backend calls ``release()`` once it has read the answer: the connection then goes
+    back to the pool and may carry another request, which a late cancel (a front end
+    tidying up after the answer) must not cut."""
 
     def __init__(self, response: httpx.Response | Any) -> None:
         super().__init__()
-        self._response = response
+        self._response: httpx.Response | Any = response
+        self._guard = threading.Lock()
 
     def set(self) -> None:
-        super().set()
-        shut_down(self._response)
+        with self._guard:
+            super().set()
+            if self._response is not None:
+                shut_down(self._response)
+
+    def release(self) -> None:
+        """The answer was read: from now on a cancel only marks the event."""
+        with self._guard:
+            self._response = None

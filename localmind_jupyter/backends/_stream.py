@@ -112,7 +112,7 @@ class ResponseStream:
         An in-process engine stops within one step of its compute, even inside a long
         prompt pass; the reading thread then sees the stream end as "cancelled".
         """
-        if self._cancel is not None:
+        if self._cancel is not None and self.response is None:  # finished: nothing to stop
             self._cancel.set()
 
     def __enter__(self) -> ResponseStream:

@@ -212,6 +212,7 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
             if not cancel.is_set():  # else stream.cancel() shut it: "cancelled", below
                 raise self._translate(exc, request.model, mid_stream=True) from None
         finally:
+            cancel.release()  # the connection may serve another request now
             events.close()  # closes the HTTP response: stopping stops at the source
         if not finished and cancel.is_set():
             usage.finish_reason = "cancelled"

@@ -307,6 +307,7 @@ class OllamaBackend(BaseBackend):
                         final = chunk
                         break
                 if final is not None:
+                    cancel.release()  # the connection goes back to the pool: keep it whole
                     _drain(pieces)
                     break
         except httpx.TimeoutException:  # retryable until text arrived (the base clears it)

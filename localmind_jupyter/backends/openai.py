@@ -203,6 +203,7 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
                     raise self._translate(exc, request.model, mid_stream=True) from None
                 raise
         finally:
+            cancel.release()  # the connection may serve another request now
             chunks.close()
         if finish_reason is None and cancel.is_set():
             yield Usage(getattr(usage, "prompt_tokens", None), None, "cancelled")
