@@ -216,15 +216,15 @@ def test_untrusted_text_is_shown_as_text_in_every_state(kernel2, ollama_server, 
     assert len(view) >= 3
     for message in view:
         html = message["content"]["data"]["text/html"]
-        assert "<img" not in html and "<script" not in html and "onerror=" not in html.replace(
-            "&lt;img src=x onerror=alert(1)&gt;", ""
+        assert (
+            "<img" not in html
+            and "<script" not in html
+            and "onerror=" not in html.replace("&lt;img src=x onerror=alert(1)&gt;", "")
         )
     assert "&lt;img src=x onerror=alert(1)&gt;" in view[-1]["content"]["data"]["text/html"]
 
 
-def test_options_history_and_interpolation_reach_every_model(
-    kernel2, ollama_server, openai_server
-):
+def test_options_history_and_interpolation_reach_every_model(kernel2, ollama_server, openai_server):
     kernel2.run("topic = 'owls'")
     kernel2.run(f"%%localmind {OLLAMA} -m {OPENAI} -s 'be brief' -t 0 --seed 3\nAbout {{topic}}")
     kernel2.run(f"%%localmind {OLLAMA} {OPENAI}\nAnd again")
