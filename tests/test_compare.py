@@ -153,3 +153,29 @@ def test_answers_are_logged_as_compare(servers):
     rows = entries.to_dict("records") if hasattr(entries, "to_dict") else entries
     assert sorted(r["backend"] for r in rows) == ["ollama", "openai"]
     assert {r["source"] for r in rows} == {"compare"}
+
+
+def test_schema_and_system_reach_every_model(servers):
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+
+    ollama, openai = servers
+    ollama.reply_pieces = ['{"name": "Paris"}']
+    openai.json_reply = '{"name": "Lyon"}'
+    answers = lm.compare("A city?", [OLLAMA, OPENAI], schema=City, system="be brief")
+    assert [a.parsed for a in answers] == [City(name="Paris"), City(name="Lyon")]
+    assert ollama.requests[-1][2]["messages"][0] == {"role": "system", "content": "be brief"}
+    assert openai.requests[-1][3]["messages"][0]["content"] == "be brief"
+
+
+def test_an_option_one_backend_refuses_is_that_models_error(servers):
+    """Thinking on a model that cannot think, a backend option another backend lacks: that
+    column's error, sent nowhere; the other model answers."""
+    answers = lm.compare("hi", [OPENAI, OLLAMA], think=True)
+    assert [a.finish_reason for a in answers] == ["stop", "error"]
+    assert "does not support thinking" in (answers[1].error or "")
+    answers = lm.compare("hi", [OPENAI, OLLAMA], options={"num_ctx": 512})
+    assert [a.finish_reason for a in answers] == ["error", "stop"]
+    assert "unknown backend option(s) num_ctx" in (answers[0].error or "")

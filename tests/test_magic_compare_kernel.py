@@ -81,7 +81,9 @@ def growth(updates: list[dict], labels: list[str]) -> list[int]:
 
 
 def printed(messages: list[dict]) -> str:
-    return "".join(m["content"]["text"] for m in of_type(messages, "stream"))
+    """What the cell printed, and the traceback of an error."""
+    text = "".join(m["content"]["text"] for m in of_type(messages, "stream"))
+    return text + "".join("\n".join(m["content"]["traceback"]) for m in of_type(messages, "error"))
 
 
 def value_of(kernel: Kernel, expression: str) -> Any:
@@ -239,3 +241,54 @@ def test_options_history_and_interpolation_reach_every_model(kernel2, ollama_ser
     history_a = [m["content"] for m in chats_a[1]["messages"]]
     assert history_o == ["About owls", "You said: About owls", "And again"]
     assert history_a == ["About owls", "You said: About owls", "And again"]
+
+
+def test_schema_gives_a_dict_of_parsed_objects(kernel2, ollama_server, openai_server):
+    kernel2.run("from pydantic import BaseModel\nclass City(BaseModel):\n    name: str\n")
+    ollama_server.reply_pieces = ['{"name": ', '"Paris"}']
+    openai_server.json_reply = '{"name": "Lyon"}'
+    messages = kernel2.run(f"%%localmind {OLLAMA} {OPENAI} --schema City -o cities\nA city?")
+    assert not of_type(messages, "error"), printed(messages)
+    assert value_of(kernel2, "{k: v.name for k, v in cities.items()}") == {
+        OLLAMA: "Paris",
+        OPENAI: "Lyon",
+    }
+    final = view_messages(messages)[-1]["content"]
+    assert final["metadata"]["localmind"]["format"] == "json"
+    params = [m["parameters"] for m in final["metadata"]["localmind"]["models"]]
+    assert all(p["schema"] == "City" for p in params)
+    chats_o = [b for _m, p, b in ollama_server.requests if p == "/api/chat"]
+    assert isinstance(chats_o[-1]["format"], dict)
+
+
+def test_a_thinking_model_shows_its_trace_in_its_column(kernel2, ollama_server, openai_server):
+    openai_server.reasoning_pieces = ["Let me ", "think <b>hard</b>."]
+    openai_server.token_delay = 0.02
+    messages = kernel2.run(f"%%localmind {OLLAMA} {OPENAI}\nWhy?")
+    assert not of_type(messages, "error"), printed(messages)
+    html = view_messages(messages)[-1]["content"]["data"]["text/html"]
+    assert html.count("<details>") == 1 and "<summary>Thinking</summary>" in html
+    assert "think &lt;b&gt;hard&lt;/b&gt;." in html and "<b>" not in html
+    assert "You said: Why?" in html
+
+
+def test_untrusted_text_stays_text_when_stopped(kernel2, ollama_server, openai_server):
+    ollama_server.reply_pieces = [PAYLOAD] * 200
+    openai_server.reply_pieces = [PAYLOAD] * 200
+    ollama_server.token_delay = openai_server.token_delay = 0.05
+    sent: list[bool] = []
+
+    def interrupt(msg: dict) -> None:
+        if msg["msg_type"] == "update_display_data" and not sent:
+            texts = column_texts(msg["content"]["data"]["text/plain"], [OLLAMA, OPENAI])
+            if all(t.count("<script>") >= 2 for t in texts):
+                sent.append(True)
+                kernel2.manager.interrupt_kernel()
+
+    messages = kernel2.run(f"%%localmind {OLLAMA} {OPENAI}\ngo", on_message=interrupt)
+    assert sent
+    final = view_messages(messages)[-1]["content"]
+    assert final["metadata"]["localmind"]["stopped"] is True
+    html = final["data"]["text/html"]
+    assert "<img" not in html and "<script" not in html
+    assert html.count("&lt;script&gt;") >= 4

@@ -119,25 +119,34 @@ def resolve_targets(
 
 def check_options(prompt: Any, targets: Sequence[CompareTarget], options: dict[str, Any]) -> None:
     """Bad shared options (a typo, a value out of range) raise before anything is sent; an
-    option one backend refuses (a seed, a schema it cannot hold to) is that column's error."""
+    option one backend refuses (a seed, a schema it cannot hold to) is that column's error.
+    ``options``: shared by all; each target's own ``options`` go on top of them."""
     from ..backends._request import GenerationRequest
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise OptionError(f"the prompt must be a non-empty string, got {prompt!r:.40}")
-    resolved = [(t.backend.name, t.model) for t in targets if t.backend is not None]
-    for key in resolved:
-        if resolved.count(key) > 1:
-            raise OptionError(f"{key[0]}:{key[1]} is named twice; name each model once")
+    seen: dict[tuple[str, str], str] = {}
+    for target in targets:
+        if target.backend is None:
+            continue
+        key = (target.backend.name, target.backend.model_key(target.model))
+        if key in seen:
+            raise OptionError(
+                f"{target.backend.name}:{target.model} is named twice ({seen[key]} and "
+                f"{target.spec}); name each model once"
+            )
+        seen[key] = target.spec
     extra: frozenset[str] = frozenset()
     for target in targets:
         if target.backend is not None:
             extra |= target.backend.extra_options
-    GenerationRequest.build(prompt, "", options, extra)
+    own = next((t.options for t in targets if t.backend is not None), {})
+    GenerationRequest.build(prompt, "", {**options, **own}, extra)
     for target in targets:
         if target.backend is None or target.error is not None:
             continue
         try:
-            target.backend.build_request(prompt, target.model, **options, **target.options)
+            target.backend.build_request(prompt, target.model, **{**options, **target.options})
         except OptionError as exc:
             target.error = exc
 

@@ -18,6 +18,7 @@ from ..errors import LocalMindError
 from .compare_view import (
     SUMMARY_HEADERS,
     Column,
+    apply_event,
     columns_html,
     columns_text,
     stats_line,
@@ -63,8 +64,7 @@ def run_compare_cell(magic: LocalMind, args: Namespace, cell: str, specs: list[s
             target.options = structured_options(args, shell.user_ns, fmt, capabilities)
         if args.schema is not None:
             fmt = "json"
-        structured = next((t.options for t in targets if t.backend is not None), {})
-        check_options(prompt, targets, {**shared, **structured})
+        check_options(prompt, targets, shared)
     except (FlagError, LocalMindError) as exc:
         magic._say(str(exc), error=True)
         return
@@ -162,17 +162,6 @@ def _value(answer: ModelResponse, fmt: str, schema: bool) -> Any:
     return answer.text
 
 
-def _apply(columns: list[Column], event: CompareEvent) -> None:
-    column = columns[event.column]
-    if event.kind == "text":
-        column.pieces.append(event.text)
-    elif event.kind == "thinking":
-        column.trace.append(event.text)
-    else:
-        column.response = event.response
-        column.error = event.error
-
-
 class _NotebookColumns:
     """One display redrawn as the pieces arrive, at most ``max_rate`` times a second (and
     rarer when drawing takes long); every column's end is drawn at once."""
@@ -195,7 +184,7 @@ class _NotebookColumns:
         return {"text/plain": columns_text(self.columns), "text/html": html}
 
     def on_event(self, event: CompareEvent) -> None:
-        _apply(self.columns, event)
+        apply_event(self.columns, event)
         now = time.monotonic()
         if event.kind in ("text", "thinking") and now < self._next:
             return
@@ -253,7 +242,7 @@ class _TerminalColumns:
         self._write("\n")
 
     def on_event(self, event: CompareEvent) -> None:
-        _apply(self.columns, event)
+        apply_event(self.columns, event)
         if event.column != self.current:
             return
         column = self.columns[event.column]

@@ -19,8 +19,18 @@ from .thinking import thinking_bundle
 
 if TYPE_CHECKING:
     from ..backends._response import ModelResponse
+    from ..core.compare import CompareEvent
 
-__all__ = ["Column", "columns_html", "columns_text", "stats_line", "summary_rows"]
+__all__ = [
+    "SUMMARY_HEADERS",
+    "Column",
+    "apply_event",
+    "column_text",
+    "columns_html",
+    "columns_text",
+    "stats_line",
+    "summary_rows",
+]
 
 _GRID = (
     "display:grid;grid-template-columns:repeat(auto-fit,minmax(min(22em,100%),1fr));"
@@ -86,6 +96,18 @@ class Column:
         if self.response.finish_reason == "error":
             return "error"
         return "stopped" if self.response.finish_reason == "cancelled" else "done"
+
+
+def apply_event(columns: list[Column], event: CompareEvent) -> None:
+    """A core event into the column it is for (a front end then redraws when it likes)."""
+    column = columns[event.column]
+    if event.kind == "text":
+        column.pieces.append(event.text)
+    elif event.kind == "thinking":
+        column.trace.append(event.text)
+    else:
+        column.response = event.response
+        column.error = event.error
 
 
 def stats_line(response: ModelResponse) -> str:
