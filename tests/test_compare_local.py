@@ -65,3 +65,29 @@ def test_both_columns_progress_together(engines: None) -> None:
     during = [sum(start <= t <= end for t in times[c]) for c in (0, 1)]
     assert min(during) >= 4, f"pieces of each column while both ran: {during}"
     assert end - start > 0.5
+
+
+def test_cancel_stops_both_engines_within_a_step(engines: None) -> None:
+    import threading
+
+    lm.compare("hi", [GGUF, TRANSFORMERS], max_tokens=2)  # both models loaded
+    cancel = threading.Event()
+    seen = {0: 0, 1: 0}
+    cancelled_at: list[float] = []
+
+    def on_event(event: CompareEvent) -> None:
+        if event.kind == "text":
+            seen[event.column] += 1
+            if min(seen.values()) >= 3 and not cancel.is_set():
+                cancelled_at.append(time.monotonic())
+                cancel.set()
+
+    session = get_session()
+    targets = resolve_targets([GGUF, TRANSFORMERS], lambda s: session.resolve(s, None))
+    prompt = "Write a long story about a dragon who learns to fly."
+    answers = run_compare(prompt, targets, {"max_tokens": 400}, on_event=on_event, cancel=cancel)
+    took = time.monotonic() - cancelled_at[0]
+    assert took < 3, f"the engines went on for {took:.1f} s after the cancel"
+    assert [a.finish_reason for a in answers] == ["cancelled", "cancelled"]
+    assert all(a.text and a.error is None for a in answers)
+    assert all((a.completion_tokens or 0) < 300 for a in answers)

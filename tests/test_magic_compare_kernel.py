@@ -292,3 +292,22 @@ def test_untrusted_text_stays_text_when_stopped(kernel2, ollama_server, openai_s
     html = final["data"]["text/html"]
     assert "<img" not in html and "<script" not in html
     assert html.count("&lt;script&gt;") >= 4
+
+
+def test_fast_streams_are_throttled_and_complete(kernel2, ollama_server, openai_server):
+    ollama_server.reply_pieces = [f"o{i} " for i in range(5000)]
+    openai_server.reply_pieces = [f"a{i} " for i in range(5000)]
+    start = time.monotonic()
+    messages = kernel2.run(f"%%localmind {OLLAMA} {OPENAI} --no-stats\ngo", timeout=120)
+    elapsed = time.monotonic() - start
+    updates = [m for m in view_messages(messages) if m["msg_type"] == "update_display_data"]
+    # At most 20 a second while streaming, plus one as each column ends and the final one.
+    assert len(updates) <= elapsed * 20 + 4, f"{len(updates)} updates in {elapsed:.1f} s"
+    texts = column_texts(updates[-1]["content"]["data"]["text/plain"], [OLLAMA, OPENAI])
+    assert texts[0].startswith("".join(ollama_server.reply_pieces))
+    assert texts[1].startswith("".join(openai_server.reply_pieces))
+    assert not any(
+        "<table>" in m["content"]["data"].get("text/html", "")
+        for m in messages[1:]
+        if m["msg_type"] == "display_data"
+    ), "--no-stats still showed the table"
