@@ -91,3 +91,33 @@ def test_cancel_stops_both_engines_within_a_step(engines: None) -> None:
     assert [a.finish_reason for a in answers] == ["cancelled", "cancelled"]
     assert all(a.text and a.error is None for a in answers)
     assert all((a.completion_tokens or 0) < 300 for a in answers)
+
+
+def test_two_models_on_one_gguf_engine_share_it_fairly(engines: None, tmp_path: Path) -> None:
+    """The bundled file and a copy of it are two models of one llama.cpp backend: both
+    answer at once, at about the same speed, with the same greedy text."""
+    import shutil
+
+    source = _embedded.embedded_model_path()
+    assert source is not None
+    copy = shutil.copy(source, tmp_path / "twin.gguf")
+    specs = [GGUF, f"gguf:{copy}"]
+    lm.compare("hi", specs, max_tokens=2)  # both loaded
+    times: dict[int, list[float]] = {0: [], 1: []}
+
+    def on_event(event: CompareEvent) -> None:
+        if event.kind == "text":
+            times[event.column].append(time.monotonic())
+
+    session = get_session()
+    targets = resolve_targets(specs, lambda s: session.resolve(s, None))
+    prompt = "Write a long story about a dragon who learns to fly, part two."
+    answers = run_compare(prompt, targets, {"temperature": 0, "max_tokens": 64}, on_event=on_event)
+    assert [a.finish_reason for a in answers] == ["length", "length"]
+    assert answers[0].text == answers[1].text
+    start = max(times[0][0], times[1][0])
+    end = min(times[0][-1], times[1][-1])
+    during = [sum(start <= t <= end for t in times[c]) for c in (0, 1)]
+    assert min(during) >= 32, f"pieces of each column while both ran: {during}"
+    speeds = sorted(a.tokens_per_second or 0 for a in answers)
+    assert speeds[0] > 0 and speeds[1] / speeds[0] < 2, f"unfair share: {speeds} tokens/s"
