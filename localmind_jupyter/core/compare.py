@@ -13,6 +13,9 @@ error, with its partial text; the others carry on. Cancel (an event) or an inter
 every stream at the source (``ResponseStream.cancel()`` from the calling thread, ``close()``
 on each reading thread) and keeps every partial answer, ``finish_reason == "cancelled"``.
 Every answer goes into the answer log marked ``answer_source("compare")``.
+
+``run_compare`` blocks its caller; a front end that must stay responsive (a widget with a
+Stop button) calls it from a thread of its own and sets ``cancel`` to stop.
 """
 
 from __future__ import annotations
