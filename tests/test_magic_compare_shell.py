@@ -52,3 +52,32 @@ def test_bad_cells_say_why_and_send_nothing(ip, servers, capsys, line, message):
     captured = capsys.readouterr()
     assert message in captured.out + captured.err
     assert not [r for r in ollama.requests if r[1] == "/api/chat"]
+
+
+def test_an_interrupt_prints_every_partial_answer(ip, servers, capsys):  # noqa: F811
+    import _thread
+    import threading
+    import time
+
+    ollama, openai = servers
+    ollama.reply_pieces = [f"o{i} " for i in range(200)]
+    openai.reply_pieces = [f"a{i} " for i in range(200)]
+    ollama.token_delay = openai.token_delay = 0.05
+
+    def interrupt_mid_answer() -> None:
+        deadline = time.monotonic() + 10
+        while min(ollama.chunks_sent, openai.chunks_sent) < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        _thread.interrupt_main()  # what Ctrl-C does
+
+    threading.Thread(target=interrupt_mid_answer, daemon=True).start()
+    start = time.monotonic()
+    ask(ip, f"{OLLAMA} {REMOTE} -o parts", "go")
+    assert time.monotonic() - start < 8
+    out = capsys.readouterr().out
+    assert out.index(f"── {OLLAMA} ──") < out.index("o0 o1 o2") < out.index(f"── {REMOTE} ──")
+    assert out.index(f"── {REMOTE} ──") < out.index("a0 a1 a2")
+    assert out.count("cancelled") >= 2  # each column's footer, and the table's rows
+    parts = ip.user_ns["parts"]
+    assert parts[OLLAMA].startswith("o0 o1 o2") and parts[REMOTE].startswith("a0 a1 a2")
+    assert [r.finish_reason for r in ip.user_ns["_localmind"]] == ["cancelled", "cancelled"]
