@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import safe_display
 from ..errors import LocalMindError
+from ..secrets import redact
 from .compare_view import (
     SUMMARY_HEADERS,
     Column,
@@ -149,7 +150,7 @@ def _model_metadata(
         "history_turns": len(target.options.get("messages", ())) // 2,
         "stats": stats_of(answer),
         "stopped": answer.finish_reason == "cancelled",
-        "error": answer.error,
+        "error": redact(answer.error) if answer.error else None,
     }
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import safe_display
+from ..secrets import redact
 from .render import finalize
 from .thinking import thinking_bundle
 
@@ -107,7 +108,7 @@ def apply_event(columns: list[Column], event: CompareEvent) -> None:
         column.trace.append(event.text)
     else:
         column.response = event.response
-        column.error = event.error
+        column.error = redact(event.error) if event.error else None  # never a key or password
 
 
 def stats_line(response: ModelResponse) -> str:
