@@ -1,8 +1,8 @@
-"""``ModelManager``: backend picker, model catalog and downloads in one panel.
+"""``ModelManager``: backend picker, model catalog, Compare and downloads in one panel.
 
-The three widgets share one probe (the picker's refresh feeds the catalog), one
-downloads panel (a finished download marks the catalog's model installed) and the
-kernel's session (Use sets what ``%%localmind`` runs next).
+The widgets share one probe (the picker's refresh feeds the catalog and the Compare
+panel's list of installed models), one downloads panel (a finished download marks the
+catalog's model installed) and the kernel's session (Use sets what ``%%localmind`` runs next).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..session import KernelSession, get_session
 from . import _style as s
 from ._tree import close_tree
 from .catalog import ModelCatalog
+from .compare_panel import ComparePanel
 from .picker import BackendPicker
 from .progress import DownloadProgress
 
@@ -40,7 +41,9 @@ class ModelManager(widgets.VBox):
             autoload=False,
             show_backend_filter=False,
         )
+        self.compare_panel = ComparePanel(session=self.session)
         self.picker.on_refresh(self.catalog.set_data)
+        self.picker.on_refresh(self.compare_panel.set_data)
         dlink((self.picker, "value"), (self.catalog, "backend"))
 
         self.title = widgets.HTML(
@@ -57,6 +60,7 @@ class ModelManager(widgets.VBox):
             self.title,
             widgets.Box([self.picker], layout=widgets.Layout(**section)),
             widgets.Box([self.catalog], layout=widgets.Layout(**section)),
+            widgets.Box([self.compare_panel], layout=widgets.Layout(**section)),
             widgets.Box([self.downloads], layout=widgets.Layout(**section)),
         ]
         self.layout.width = "100%"
@@ -73,10 +77,14 @@ class ModelManager(widgets.VBox):
 
     def close(self) -> None:
         """Close the panel and its parts; running downloads go on in the kernel."""
-        for part in (self.picker, self.catalog, self.downloads):
+        for part in (self.picker, self.catalog, self.compare_panel, self.downloads):
             part.close()
         close_tree(self)
 
     def wait(self, timeout: float | None = 30) -> bool:
         """Wait for background refreshes (scripts and tests); downloads have their own wait."""
-        return self.picker.wait(timeout) and self.catalog.wait(timeout)
+        return (
+            self.picker.wait(timeout)
+            and self.catalog.wait(timeout)
+            and self.compare_panel.wait(timeout)
+        )
