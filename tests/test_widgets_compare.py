@@ -126,6 +126,20 @@ def test_bad_input_is_refused_before_anything_is_sent(manager: Any, ollama_serve
     assert chats(ollama_server) == [] and not panel.running
 
 
+def test_a_downloaded_model_can_be_compared_at_once(manager: Any, ollama_server: Any) -> None:
+    ollama_server.pull_delay = 0.01
+    manager.catalog.select("ollama", "tinyllama:latest")
+    manager.catalog.download_button.click()
+    row = manager.downloads.row_for("ollama", "tinyllama:latest")
+    assert row is not None and row.download.wait(15).state == "done"
+    panel = manager.compare_panel
+    assert "ollama:tinyllama:latest" in panel.models.options  # no refresh needed
+    panel.select([A, "ollama:tinyllama:latest"])
+    assert panel.compare("Hi")
+    assert panel.wait(30)
+    assert [a.finish_reason for a in panel.answers] == ["stop", "stop"]
+
+
 def test_the_panel_imports_no_magic() -> None:
     """A front end apart from the magic: the view's builders come without the magic's code."""
     code = (

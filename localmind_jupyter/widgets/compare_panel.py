@@ -111,6 +111,14 @@ class ComparePanel(widgets.VBox):
             self.models.options = specs
             self.models.value = kept
 
+    def add(self, spec: str) -> None:
+        """Offer one more installed model (a finished download) until the next refresh."""
+        with self._lock:
+            if spec not in self.models.options:
+                kept = self.models.value
+                self.models.options = [*self.models.options, spec]
+                self.models.value = kept
+
     def select(self, specs: Sequence[str]) -> None:
         """Select these models (as the list shows them), as Ctrl-clicks would."""
         self.models.value = tuple(specs)

@@ -7,11 +7,12 @@ catalog's model installed) and the kernel's session (Use sets what ``%%localmind
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 from traitlets import dlink
 
+from ..core.downloads import DONE
 from ..session import KernelSession, get_session
 from . import _style as s
 from ._tree import close_tree
@@ -19,6 +20,9 @@ from .catalog import ModelCatalog
 from .compare_panel import ComparePanel
 from .picker import BackendPicker
 from .progress import DownloadProgress
+
+if TYPE_CHECKING:
+    from ..core.downloads import DownloadStatus
 
 
 class ModelManager(widgets.VBox):
@@ -44,6 +48,7 @@ class ModelManager(widgets.VBox):
         self.compare_panel = ComparePanel(session=self.session)
         self.picker.on_refresh(self.catalog.set_data)
         self.picker.on_refresh(self.compare_panel.set_data)
+        self.downloads.on_finished(self._download_finished)
         dlink((self.picker, "value"), (self.catalog, "backend"))
 
         self.title = widgets.HTML(
@@ -70,6 +75,11 @@ class ModelManager(widgets.VBox):
         self.add_class("localmind-model-manager")  # type: ignore[no-untyped-call]  # ipywidgets is untyped
         if autoload:
             self.refresh()
+
+    def _download_finished(self, status: DownloadStatus) -> None:
+        """A model just downloaded can be compared at once, without a refresh."""
+        if status.state == DONE:
+            self.compare_panel.add(f"{status.backend}:{status.model}")
 
     def refresh(self) -> bool:
         """Probe the backends and reload the catalog, on a background thread."""
