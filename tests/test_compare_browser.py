@@ -82,7 +82,12 @@ def lab(tmp_path: Path, isolated_home: Path, sync_playwright: Any) -> Iterator[t
             """
         )
     )
-    notebook = code_notebook("%load_ext localmind_jupyter", TWO + PROMPT, THREE + PROMPT)
+    notebook = code_notebook(
+        "%load_ext localmind_jupyter",
+        TWO + PROMPT,
+        THREE + PROMPT,
+        "from localmind_jupyter import ModelManager\n\nModelManager()",
+    )
     try:
         with jupyterlab(tmp_path, {NOTEBOOK: notebook}, isolated_home) as base:
             yield base, server
@@ -210,3 +215,47 @@ def _drive(page: Any, base: str, server: Any) -> None:
     assert all(b["x"] + b["width"] <= area["x"] + area["width"] + 1 for b in boxes), boxes
     _shoot(page, three, "compare-narrow.png")
     print(f"two models side by side took {took:.2f} s in the page (slowest answer {slowest:.2f} s)")
+
+
+def test_compare_from_the_model_manager_in_jupyterlab(
+    sync_playwright: Any, lab: tuple[str, Any], tmp_path: Path
+) -> None:
+    """The manager's Compare panel: select two models, type, press Compare, read the view."""
+    base, server = lab
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        try:
+            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={TOKEN}")
+            page.wait_for_selector(
+                ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status=idle]",
+                timeout=60_000,
+            )
+            cell = _run_cell(page, 3)
+            panel = cell.locator(".localmind-compare")
+            select = panel.locator("select")
+            select.locator("option", has_text="ollama:qwen2.5:0.5b").wait_for(timeout=30_000)
+            select.select_option(["ollama:smollm:135m", "ollama:qwen2.5:0.5b"])
+            panel.locator("textarea").fill(PROMPT)
+            panel.get_by_role("button", name="Compare").click()
+            panel.locator("table tbody tr").nth(1).wait_for(timeout=30_000)
+            view = panel.locator(".lm-compare")
+            assert view.locator(":scope > div").count() == 2
+            text = view.inner_text()
+            assert "calls itself" in text and "stops the chain of calls." in text, text
+            assert PAYLOAD in text  # shown as text ...
+            assert panel.locator("img").count() == 0  # ... never an element
+            assert page.evaluate("window.__lmPwned") is None
+            assert _side_by_side(_boxes(cell))
+            chats = [body["model"] for _m, path, body in server.requests if path == "/api/chat"]
+            assert sorted(chats) == ["qwen2.5:0.5b", "smollm:135m"]
+            page.mouse.move(0, 0)
+            panel.screenshot(path=str(IMAGES / "compare-manager.png"))
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+            raise
+        finally:
+            browser.close()
+    assert (IMAGES / "compare-manager.png").stat().st_size > 5_000

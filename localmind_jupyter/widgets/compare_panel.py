@@ -87,6 +87,8 @@ class ComparePanel(widgets.VBox):
         self.stop_button.on_click(lambda _b: self.stop())
         self.message = widgets.HTML()
         self.view = widgets.HTML(layout=widgets.Layout(width="100%"))
+        # JupyterLab's styles of rendered Markdown (paragraphs, code, the table), as in an output.
+        self.view.add_class("jp-RenderedHTMLCommon")
         inputs = widgets.HBox(
             [self.models, self.prompt],
             layout=widgets.Layout(flex_flow="row wrap", width="100%", grid_gap="8px"),
@@ -209,7 +211,9 @@ class ComparePanel(widgets.VBox):
             return
         html = columns_html(self.columns)
         if table:
-            html += Table(SUMMARY_HEADERS, summary_rows(self.columns))._repr_html_()
+            table_html = Table(SUMMARY_HEADERS, summary_rows(self.columns))._repr_html_()
+            # Left, as under an output (Lab centres a rendered table elsewhere).
+            html += table_html.replace("<table>", '<table style="margin:8px 0">', 1)
         self.view.value = self.redact(html)
 
     def _say(self, text: str, kind: str) -> bool:
