@@ -77,7 +77,7 @@ test: lint typecheck browser
 # on purpose (then commit them).
 screenshots: $(STAMP) browser
 	LOCALMIND_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/python -m pytest -q \
-	  tests/test_magic_browser.py tests/test_widgets_browser.py
+	  tests/test_magic_browser.py tests/test_widgets_browser.py tests/test_compare_browser.py
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

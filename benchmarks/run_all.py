@@ -15,6 +15,7 @@ SCRIPTS = [
     "bench_batch_ollama.py",
     "bench_batch_resume.py",
     "bench_batch_openai.py",
+    "bench_compare.py",
     "bench_transformers.py",
     "bench_structured_transformers.py",
     "bench_batch_transformers.py",

@@ -26,6 +26,7 @@ _LAZY = {
     "OptionError": "localmind_jupyter.errors",
     "ModelManager": "localmind_jupyter.widgets",
     "batch": "localmind_jupyter.python_api",
+    "compare": "localmind_jupyter.python_api",
     "BatchResult": "localmind_jupyter.core._batch_result",
     "BatchProgress": "localmind_jupyter.core._batch_result",
     "log_entries": "localmind_jupyter.core.answer_log",
@@ -48,6 +49,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "OptionError",
     "ModelManager",
     "batch",
+    "compare",
     "BatchResult",
     "BatchProgress",
     "log_entries",
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
         ModelNotFound,
         OptionError,
     )
-    from .python_api import batch
+    from .python_api import batch, compare
     from .widgets import ModelManager
 
 

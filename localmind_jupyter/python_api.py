@@ -1,4 +1,4 @@
-"""The Python API of a notebook: ``localmind_jupyter.batch(...)``.
+"""The Python API of a notebook: ``localmind_jupyter.batch(...)`` and ``compare(...)``.
 
 A front end like the magic: it resolves the model through the kernel's session (the model
 chosen with ``%localmind use``, aliases, the config's default), shows progress the way the
@@ -13,10 +13,35 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .backends._response import ModelResponse
     from .core._batch_result import BatchResult, ProgressCallback
     from .core.retry import RetryPolicy
 
-__all__ = ["batch"]
+__all__ = ["batch", "compare"]
+
+
+def compare(prompt: str, models: Any, **options: Any) -> list[ModelResponse]:
+    """Ask several models the same prompt at once; one ``ModelResponse`` per model, in order.
+
+    ``models``: a list of ``backend:model`` specs (aliases too), each named once.
+    ``options``: every option of ``generate`` (``system``, ``temperature``, ``seed``,
+    ``schema``, ``think``...), the same for every model. The requests run at the same time,
+    one thread per model. A model that fails (unknown, server down, an error mid-answer)
+    gives an answer with ``finish_reason == "error"`` and ``error`` set, with any partial
+    text; the others are unaffected. An interrupt stops every stream and returns the partial
+    answers, ``"cancelled"``. Every answer goes into the answer log (source ``compare``).
+
+    Bad input raises ``OptionError`` before any request: an empty or duplicated list, a
+    model that is not a string, an empty prompt, an unknown or bad option.
+    """
+    from .core.compare import check_options, check_specs, resolve_targets, run_compare
+    from .session import get_session
+
+    specs = check_specs(models)
+    session = get_session()
+    targets = resolve_targets(specs, lambda spec: session.resolve(spec, None))
+    check_options(prompt, targets, options)
+    return run_compare(prompt, targets, dict(options))
 
 
 def batch(

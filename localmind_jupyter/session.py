@@ -27,6 +27,9 @@ class KernelSession:
         self.chosen_model: str | None = None
         self.aliases: dict[str, str] = {}
         self.conversation: Conversation | None = None
+        #: Each compared model's own conversation, by (backend, model): a comparison cell
+        #: continues every column's chat, whatever single-model cells ran in between.
+        self.compare_conversations: dict[tuple[str, str], Conversation] = {}
         self.last_response: ModelResponse | None = None
         self.cell_errors: dict[int, BaseException] = {}
 
@@ -87,8 +90,18 @@ class KernelSession:
         self.conversation.max_turns = max_turns
         return self.conversation
 
+    def compare_history_for(self, backend: str, model: str, max_turns: int) -> Conversation:
+        """The conversation of one column of a comparison, kept per model."""
+        conversation = self.compare_conversations.get((backend, model))
+        if conversation is None:
+            conversation = Conversation(backend, model, max_turns)
+            self.compare_conversations[(backend, model)] = conversation
+        conversation.max_turns = max_turns
+        return conversation
+
     def reset(self) -> None:
         self.conversation = None
+        self.compare_conversations.clear()
 
     def record_error(self, execution_count: int | None, error: BaseException | None) -> None:
         if execution_count is not None and error is not None:

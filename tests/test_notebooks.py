@@ -149,6 +149,7 @@ def test_the_notebooks_are_there():
         "04-prompting-lab.ipynb",
         "05-python-api.ipynb",
         "06-structured-output.ipynb",
+        "07-which-model.ipynb",
     ]
     readme = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
     for name in names:

@@ -88,9 +88,14 @@ class LocalMind(LineCommands, Magics):
 
     # --- the magic ----------------------------------------------------------------------------
     @magic_arguments()
-    @argument("model_spec", nargs="?", metavar="MODEL", help="backend:model, a model or an alias")
+    @argument(
+        "model_spec",
+        nargs="*",
+        metavar="MODEL",
+        help="backend:model, a model or an alias; several: compare them side by side",
+    )
     @argument("-b", "--backend", help="backend to use (with a model name)")
-    @argument("-m", "--model", help="model (same as MODEL)")
+    @argument("-m", "--model", action="append", help="model (same as MODEL; repeatable)")
     @argument("-f", "--format", choices=FORMATS, help="output format (default: markdown)")
     @argument("-s", "--system", help="system prompt")
     @argument("-t", "--temperature", type=float, help="0-2; 0 means greedy")
@@ -120,6 +125,9 @@ class LocalMind(LineCommands, Magics):
         """Ask a language model; the cell body is the prompt and the answer streams in.
 
         %%localmind [MODEL] [options]   -- prompt in the cell body
+        %%localmind MODEL_A MODEL_B [...] [options]
+                                        -- the same prompt to each model at once,
+                                           the answers side by side
         %%localmind --over DF --into COLUMN [MODEL] [options]
                                         -- the body is a template run for each row of
                                            DF ({column} placeholders); the answers
@@ -167,13 +175,25 @@ class LocalMind(LineCommands, Magics):
                 self._say(problem, error=True)
                 return
         fmt = args.format or self.default_format
-        spec = args.model or args.model_spec
+        specs = [*args.model_spec, *(args.model or ())]
         if args.backend:
-            if not spec:
+            if not specs:
                 self._say(f"name a model to use with -b {args.backend} (-m MODEL)", error=True)
                 return
-            spec = f"{args.backend}:{spec}"
-        if args.over is not None or args.into is not None or args.concurrency is not None:
+            specs = [f"{args.backend}:{s}" for s in specs]
+        batch = args.over is not None or args.into is not None or args.concurrency is not None
+        if len(specs) > 1 and batch:
+            self._say(
+                "--over runs one model over the rows: name one model, not several", error=True
+            )
+            return
+        if len(specs) > 1:
+            from .compare_cell import run_compare_cell
+
+            run_compare_cell(self, args, cell, specs)  # logged as source "compare"
+            return
+        spec = specs[0] if specs else None
+        if batch:
             from .batch_cell import run_batch_cell  # pandas and the runner: on first use only
 
             run_batch_cell(self, args, cell, spec)

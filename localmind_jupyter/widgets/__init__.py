@@ -1,5 +1,7 @@
 """The model manager in ipywidgets: backend picker, model catalog, download progress.
 
+The Compare panel asks several installed models one prompt side by side.
+
 Front end only: every widget calls the kernel's session (its loader, registry and
 download manager) and holds no backend logic. Each widget works alone;
 ``ModelManager`` combines them.
@@ -12,17 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .catalog import ModelCatalog
+    from .compare_panel import ComparePanel
     from .manager import ModelManager
     from .picker import BackendPicker
     from .progress import DownloadProgress
 
-__all__ = ["BackendPicker", "DownloadProgress", "ModelCatalog", "ModelManager"]
+__all__ = ["BackendPicker", "ComparePanel", "DownloadProgress", "ModelCatalog", "ModelManager"]
 
 # Imported on first use, so the state modules (``catalog_state``) load without ipywidgets.
 _WHERE = {
     "BackendPicker": ".picker",
     "DownloadProgress": ".progress",
     "ModelCatalog": ".catalog",
+    "ComparePanel": ".compare_panel",
     "ModelManager": ".manager",
 }
 

@@ -1,23 +1,28 @@
-"""``ModelManager``: backend picker, model catalog and downloads in one panel.
+"""``ModelManager``: backend picker, model catalog, Compare and downloads in one panel.
 
-The three widgets share one probe (the picker's refresh feeds the catalog), one
-downloads panel (a finished download marks the catalog's model installed) and the
-kernel's session (Use sets what ``%%localmind`` runs next).
+The widgets share one probe (the picker's refresh feeds the catalog and the Compare
+panel's list of installed models), one downloads panel (a finished download marks the
+catalog's model installed) and the kernel's session (Use sets what ``%%localmind`` runs next).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 from traitlets import dlink
 
+from ..core.downloads import DONE
 from ..session import KernelSession, get_session
 from . import _style as s
 from ._tree import close_tree
 from .catalog import ModelCatalog
+from .compare_panel import ComparePanel
 from .picker import BackendPicker
 from .progress import DownloadProgress
+
+if TYPE_CHECKING:
+    from ..core.downloads import DownloadStatus
 
 
 class ModelManager(widgets.VBox):
@@ -40,7 +45,10 @@ class ModelManager(widgets.VBox):
             autoload=False,
             show_backend_filter=False,
         )
+        self.compare_panel = ComparePanel(session=self.session)
         self.picker.on_refresh(self.catalog.set_data)
+        self.picker.on_refresh(self.compare_panel.set_data)
+        self.downloads.on_finished(self._download_finished)
         dlink((self.picker, "value"), (self.catalog, "backend"))
 
         self.title = widgets.HTML(
@@ -57,6 +65,7 @@ class ModelManager(widgets.VBox):
             self.title,
             widgets.Box([self.picker], layout=widgets.Layout(**section)),
             widgets.Box([self.catalog], layout=widgets.Layout(**section)),
+            widgets.Box([self.compare_panel], layout=widgets.Layout(**section)),
             widgets.Box([self.downloads], layout=widgets.Layout(**section)),
         ]
         self.layout.width = "100%"
@@ -67,16 +76,25 @@ class ModelManager(widgets.VBox):
         if autoload:
             self.refresh()
 
+    def _download_finished(self, status: DownloadStatus) -> None:
+        """A model just downloaded can be compared at once, without a refresh."""
+        if status.state == DONE:
+            self.compare_panel.add(f"{status.backend}:{status.model}")
+
     def refresh(self) -> bool:
         """Probe the backends and reload the catalog, on a background thread."""
         return self.picker.refresh()
 
     def close(self) -> None:
         """Close the panel and its parts; running downloads go on in the kernel."""
-        for part in (self.picker, self.catalog, self.downloads):
+        for part in (self.picker, self.catalog, self.compare_panel, self.downloads):
             part.close()
         close_tree(self)
 
     def wait(self, timeout: float | None = 30) -> bool:
         """Wait for background refreshes (scripts and tests); downloads have their own wait."""
-        return self.picker.wait(timeout) and self.catalog.wait(timeout)
+        return (
+            self.picker.wait(timeout)
+            and self.catalog.wait(timeout)
+            and self.compare_panel.wait(timeout)
+        )

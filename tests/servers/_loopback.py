@@ -6,11 +6,47 @@ import contextlib
 import socket
 import struct
 import threading
+import time
+from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
 
 
-class LoopbackServer:
+@dataclass(frozen=True)
+class Timing:
+    """When one request was served: from its arrival to its handler's end, or to the
+    moment the client left (``time.monotonic()`` seconds, comparable with the test's)."""
+
+    method: str
+    path: str
+    #: The ``model`` of its JSON body, if it named one.
+    model: str | None
+    start: float
+    end: float
+
+
+class RequestTimings:
+    """``timings``: when each request was served (the handlers call ``_note_timing``), so a
+    test can see requests overlap. Needs the server's ``_lock``."""
+
+    _lock: threading.Lock
+    _timings: list[Timing]
+
+    @property
+    def timings(self) -> list[Timing]:
+        """Every request served so far, with its start and end, in the order they ended."""
+        with self._lock:
+            return list(getattr(self, "_timings", ()))
+
+    def _note_timing(self, method: str, path: str, model: Any, start: float) -> None:
+        model = model if isinstance(model, str) else None
+        with self._lock:
+            if not hasattr(self, "_timings"):
+                self._timings = []
+            self._timings.append(Timing(method, path, model, start, time.monotonic()))
+
+
+class LoopbackServer(RequestTimings):
     """Subclasses set ``thread_name`` and build their HTTP server in ``_new_httpd``.
 
     Subclass ``__init__`` must set ``host``, ``port``, ``_lock``, ``_stopping``, ``_httpd``,
@@ -122,11 +158,19 @@ class DropsAfterError:
     def _dispatch(self, method: str) -> None:
         raise NotImplementedError
 
+    #: The ``model`` of the request's body, set by ``_dispatch`` (for ``timings``).
+    body_model: Any = None
+
     def _handle(self, method: str) -> None:
         self.status = 0
+        self.body_model = None
+        start = time.monotonic()
         try:
             self._dispatch(method)
         finally:
+            self.server.owner._note_timing(
+                method, getattr(self, "path", ""), self.body_model, start
+            )
             fault = self.server.owner.drop_after_error
             if self.status >= 400 and fault:
                 self.doomed = fault

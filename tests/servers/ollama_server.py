@@ -1417,6 +1417,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         owner._record(method, path, parsed)
+        self.body_model = parsed.get("model") if isinstance(parsed, dict) else None
         if self.doomed is not None:
             self.close_connection = True
             cut(self.connection, self.doomed)
@@ -1460,7 +1461,19 @@ class _Handler(BaseHTTPRequestHandler):
             if self.status >= 400 and owner.drop_after_error:
                 self.doomed = owner.drop_after_error
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
+    body_model: Any = None
+
+    def _timed(self) -> None:
+        """``_dispatch``, its start and end kept in ``timings``."""
+        self.body_model = None
+        start = time.monotonic()
+        try:
+            self._dispatch()
+        finally:
+            path = urlsplit(self.path).path
+            self.server.owner._note_timing(self.command, path, self.body_model, start)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _timed
 
 
 # --------------------------------------------------------------------------- CLI

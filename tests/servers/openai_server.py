@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tests.servers._faults import PromptFaults
-from tests.servers._loopback import DropsAfterError
+from tests.servers._loopback import DropsAfterError, RequestTimings
 from tests.servers._openai_checks import check_structured
 
 __all__ = ["OpenAITestServer", "split_pieces"]
@@ -265,6 +265,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
                 bad_json = True
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
         owner._record(method, self.path, headers, parsed)
+        self.body_model = parsed.get("model") if isinstance(parsed, dict) else None
         owner._record_credentials(method, self.path, self.headers)
         if self._cut_if_doomed():
             return
@@ -625,7 +626,7 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         self._write_chunk(b"")
 
 
-class OpenAITestServer(PromptFaults):
+class OpenAITestServer(PromptFaults, RequestTimings):
     """OpenAI-compatible test server on 127.0.0.1 (free port unless ``port`` is given).
 
     Deterministic replies: ``"You said: " + <last user message>`` split into one-word
