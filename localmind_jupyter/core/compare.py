@@ -88,8 +88,8 @@ def check_specs(models: Any) -> list[str]:
     """The model specs of a comparison, or ``OptionError`` before anything is sent."""
     if isinstance(models, str) or not isinstance(models, Sequence):
         raise OptionError(
-            "models must be a list of 'backend:model' strings, e.g. "
-            "['ollama:llama3.2:1b', 'openai:gpt-4o-mini']"
+            "models must be a list of 'backend:model' strings (as `%localmind models` lists "
+            f"them), even for one; got {type(models).__name__}"
         )
     specs = list(models)
     if not specs:
