@@ -92,9 +92,11 @@ def test_answers_come_back_in_input_order_whatever_finishes_first(server, record
     assert len(result) == 8 and result.ok and not result.cancelled
     assert result.texts == [f"{p} " + "x " * (21 - 3 * i) + "done" for i, p in enumerate(prompts)]
     assert [r.finish_reason for r in result] == ["stop"] * 8
-    # The later (shorter) rows really finished first.
+    # The later (shorter) rows really finished first: row 7 needs 2 pieces, row 0 needs 23
+    # (0.6 s more). Which row ends last is left open: on a loaded machine a worker's first
+    # request can start late.
     assert finished.index(prompts[7]) < finished.index(prompts[0])
-    assert finished[0] != prompts[0] and finished[-1] == prompts[0]
+    assert finished[0] != prompts[0]
     assert result.errors == {} and result.counts == {"ok": 8, "error": 0, "cancelled": 0}
 
 
