@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -34,3 +35,13 @@ def start_server(module: str, *args: str) -> tuple[subprocess.Popen[str], str]:
 
 def row(name: str, ours: float, raw: float, unit: str, goal: str) -> str:
     return f"| {name} | {ours:.4g} {unit} | {raw:.4g} {unit} | {ours / raw:.3f} | {goal} |"
+
+
+def use_ollama_home(url: str, home: Path, default_model: str) -> None:
+    """A LocalMind home of our own whose only backend is the Ollama test server at ``url``."""
+    (home / "config.yaml").write_text(
+        f"default_model: {default_model}\nbackends:\n  ollama:\n    type: ollama\n"
+        f'    settings: {{base_url: "{url}"}}\n'
+    )
+    os.environ["LOCALMIND_HOME"] = str(home)
+    os.environ.pop("LOCALMIND_CONFIG", None)

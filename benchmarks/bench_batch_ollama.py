@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _util import start_server
+from _util import start_server, use_ollama_home
 
 PROMPTS = 64
 CONCURRENCY = 8
@@ -94,16 +94,6 @@ def logged_answers(home: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM answers").fetchone()[0])
 
 
-def use_server(url: str, home: Path) -> None:
-    """A LocalMind home of our own whose only backend is the test server."""
-    (home / "config.yaml").write_text(
-        f"default_model: ollama:{MODEL}\nbackends:\n  ollama:\n    type: ollama\n"
-        f'    settings: {{base_url: "{url}"}}\n'
-    )
-    os.environ["LOCALMIND_HOME"] = str(home)
-    os.environ.pop("LOCALMIND_CONFIG", None)
-
-
 def main() -> dict[str, Any]:
     proc, url = start_server(
         "tests.servers.ollama_server",
@@ -114,7 +104,7 @@ def main() -> dict[str, Any]:
     )
     try:
         with tempfile.TemporaryDirectory(prefix="localmind-bench-") as home:
-            use_server(url, Path(home))
+            use_ollama_home(url, Path(home), f"ollama:{MODEL}")
             through_batch(-1, CONCURRENCY), raw_async(url, -1)  # warm up both paths
             sequential, count = through_batch(0, 1)
             assert count == PROMPTS, count

@@ -22,23 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _util import start_server
+from _util import start_server, use_ollama_home
 
 TOKENS = 20
 TOKEN_DELAY = 0.05  # seconds between two chunks: 1.0 s of server time per reply
 ROUNDS = 5
 MODELS = ["ollama:smollm:135m", "ollama:qwen2.5:0.5b"]
 GOAL = 1.15
-
-
-def use_server(url: str, home: Path) -> None:
-    """A LocalMind home of our own whose only backend is the test server."""
-    (home / "config.yaml").write_text(
-        f"default_model: {MODELS[0]}\nbackends:\n  ollama:\n    type: ollama\n"
-        f'    settings: {{base_url: "{url}"}}\n'
-    )
-    os.environ["LOCALMIND_HOME"] = str(home)
-    os.environ.pop("LOCALMIND_CONFIG", None)
 
 
 def through_compare(models: list[str], round_: int) -> float:
@@ -63,7 +53,7 @@ def main() -> dict[str, Any]:
     )
     try:
         with tempfile.TemporaryDirectory(prefix="localmind-bench-") as home:
-            use_server(url, Path(home))
+            use_ollama_home(url, Path(home), MODELS[0])
             through_compare(MODELS, -1)  # warm up: imports, connections, the answer log
             alone: list[float] = []
             both: list[float] = []
