@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tests.servers._faults import PromptFaults
-from tests.servers._loopback import DropsAfterError, LoopbackServer
+from tests.servers._loopback import DropsAfterError, LoopbackHTTPServer, LoopbackServer
 
 __all__ = ["AnthropicTestServer", "split_pieces"]
 
@@ -166,8 +166,7 @@ class _ClientGoneError(Exception):
     """The client closed the connection while we were writing."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _HTTPServer(LoopbackHTTPServer):
     allow_reuse_address = True
     owner: AnthropicTestServer
 

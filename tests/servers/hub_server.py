@@ -39,12 +39,12 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from tests.servers._loopback import LoopbackServer
+from tests.servers._loopback import LoopbackHTTPServer, LoopbackServer
 
 __all__ = [
     "HubFile",
@@ -599,10 +599,9 @@ def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
 # --------------------------------------------------------------------------- HTTP plumbing
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class _HTTPServer(LoopbackHTTPServer):
     """Tracks open connections so ``stop()`` can cut idle keep-alive sockets too."""
 
-    daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
     owner: HubTestServer

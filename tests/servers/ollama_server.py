@@ -34,12 +34,12 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 from tests.servers._faults import Fault, PromptFaults
-from tests.servers._loopback import LoopbackServer, cut
+from tests.servers._loopback import LoopbackHTTPServer, LoopbackServer, cut
 
 __all__ = ["DEFAULT_LIBRARY", "FakeModel", "OllamaTestServer"]
 
@@ -1240,10 +1240,9 @@ def _progress(status: str, digest: str, total: int, completed: int) -> dict[str,
 # --------------------------------------------------------------------------- HTTP plumbing
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class _HTTPServer(LoopbackHTTPServer):
     """Tracks open connections so ``stop()`` can cut idle keep-alive sockets too."""
 
-    daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
     owner: OllamaTestServer

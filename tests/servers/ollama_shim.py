@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.servers._loopback import LoopbackServer
+from tests.servers._loopback import LoopbackHTTPServer, LoopbackServer
 
 __all__ = ["OllamaShimServer"]
 
@@ -49,10 +49,9 @@ class OllamaShimServer(LoopbackServer):
             return list(self._requests)
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class _HTTPServer(LoopbackHTTPServer):
     """Tracks connections so ``stop()`` cuts idle keep-alive ones too."""
 
-    daemon_threads = True
     block_on_close = False
     owner: OllamaShimServer
 

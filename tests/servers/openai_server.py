@@ -34,12 +34,12 @@ import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tests.servers._faults import PromptFaults
-from tests.servers._loopback import DropsAfterError, RequestTimings
+from tests.servers._loopback import DropsAfterError, LoopbackHTTPServer, RequestTimings
 from tests.servers._openai_checks import check_structured
 
 __all__ = ["OpenAITestServer", "split_pieces"]
@@ -149,8 +149,7 @@ class _ClientGoneError(Exception):
     """The client closed the connection while we were writing."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _HTTPServer(LoopbackHTTPServer):
     allow_reuse_address = True
     owner: OpenAITestServer
 
