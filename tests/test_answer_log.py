@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,40 @@ def test_two_processes_write_the_same_log_at_once(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+_OPENER = """
+import sys, time
+from pathlib import Path
+from localmind_jupyter.core._log_db import LogDatabase
+go, db = Path(sys.argv[1]), LogDatabase(Path(sys.argv[2]))
+while not go.exists():
+    time.sleep(0.001)
+db.run("opened", lambda conn: conn.execute("SELECT count(*) FROM answers"))
+print("done")
+"""
+
+
+def test_processes_opening_a_fresh_log_at_once_all_get_in(tmp_path: Path) -> None:
+    # Switching a fresh file to WAL is refused at once ("database is locked", no busy
+    # timeout) to one of two processes that both read it first: the opener tries again.
+    for round_ in range(6):
+        go, path = tmp_path / f"go{round_}", tmp_path / f"log{round_}.db"
+        openers = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPENER, str(go), str(path)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        time.sleep(1.0)  # all six are waiting at the start line
+        go.touch()
+        for opener in openers:
+            out, err = opener.communicate(timeout=120)
+            assert opener.returncode == 0 and out.strip() == "done", err
 
 
 def test_a_corrupt_log_costs_no_answer_and_says_how_to_fix(

@@ -8,7 +8,9 @@ later version can migrate it. ``sqlite3`` is imported on first use, not at ``%lo
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,12 +67,17 @@ _FIX = (
 def log_error(path: Path, doing: str, exc: BaseException) -> LocalMindError:
     """One message for every way the file can fail: which file, what went wrong, the fix."""
     text = str(exc) or type(exc).__name__
-    if "locked" in text or "busy" in text:
+    if _busy(exc):
         return LocalMindError(
             f"the answer log {path} could not be {doing}: {text} (another process held it "
             f"longer than {BUSY_TIMEOUT_MS // 1000} s); try again, or {_FIX}"
         )
     return LocalMindError(f"the answer log {path} could not be {doing}: {text}; {_FIX}")
+
+
+def _busy(exc: BaseException) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 def _contains(haystack: str | None, needle: str) -> bool:
@@ -115,17 +122,10 @@ class LogDatabase:
                 self._conn.close()
             self._conn = None
 
-    def _open(self) -> sqlite3.Connection:
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection in WAL mode with the schema in place (closed again on failure)."""
         import sqlite3
 
-        self._conn = None  # a forked child never reuses its parent's connection
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            # Prompts and answers are private: the file (and SQLite's -wal/-shm, which copy
-            # its mode) is the user's alone.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
             self.path,
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -142,6 +142,31 @@ class LogDatabase:
         except BaseException:
             conn.close()
             raise
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        import sqlite3
+
+        self._conn = None  # a forked child never reuses its parent's connection
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            # Prompts and answers are private: the file (and SQLite's -wal/-shm, which copy
+            # its mode) is the user's alone.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                conn = self._connect()
+                break
+            except sqlite3.OperationalError as exc:
+                # Two processes opening a fresh file at once: switching it to WAL (or the
+                # schema's first write) can be refused at once with "locked", without the
+                # busy timeout, when both already read it (SQLite's deadlock guard). Try again.
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
         self._conn, self._pid = conn, os.getpid()
         return conn
 
