@@ -133,7 +133,7 @@ def test_artists_and_lists_of_artists_mean_their_figure():
     plt.close(fig)
     from matplotlib.lines import Line2D
 
-    with pytest.raises(ImageError, match="lonely is a matplotlib Line2D on no figure"):
+    with pytest.raises(ImageError, match=r"lonely \(matplotlib Line2D\) is on no figure; pass"):
         to_image(Line2D([0], [0]), "lonely")
 
 

@@ -104,7 +104,7 @@ def test_images_in_earlier_turns_also_need_a_seeing_model():
 
 def test_images_on_an_assistant_turn_are_refused():
     turns = [{"role": "assistant", "content": "a", "images": [png()]}]
-    with pytest.raises(OptionError, match=r"messages\[0\] is a assistant turn with images"):
+    with pytest.raises(OptionError, match=r"messages\[0\] has images but its role is 'assistant'"):
         SeeingBackend().generate("x", "m", messages=turns)
 
 

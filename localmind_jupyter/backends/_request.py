@@ -170,7 +170,7 @@ class GenerationRequest(BaseModel):
             if turn.get("images"):
                 if turn["role"] != "user":
                     raise ValueError(
-                        f"messages[{number - 1}] is a {turn['role']} turn with images; "
+                        f"messages[{number - 1}] has images but its role is {turn['role']!r}; "
                         "only user turns carry images"
                     )
                 kept["images"] = _images(turn["images"], f"messages[{number - 1}] image")

@@ -236,8 +236,8 @@ def _from_path(path: Path, label: str) -> ImageInput:
             raise ImageError(f"{shown} is a folder, not an image file")
         if size > MAX_FILE_BYTES:
             raise ImageError(
-                f"{shown} is {size / 1e6:.0f} MB, more than the {MAX_FILE_BYTES // 10**6} MB "
-                "LocalMind reads; downscale it first"
+                f"{shown} is too large to read ({size / 1e6:.0f} MB; LocalMind reads at most "
+                f"{MAX_FILE_BYTES // 10**6} MB); downscale it first"
             )
         data = path.read_bytes()
     except FileNotFoundError:
@@ -302,7 +302,9 @@ def _figure_of(artists: Any, label: str) -> Any:
     while figure is not None and "matplotlib.figure.Figure" not in _class_names(figure):
         figure = figure.get_figure()  # a SubFigure: up to the figure
     if figure is None:
-        raise ImageError(f"{label} is a matplotlib {type(first).__name__} on no figure")
+        raise ImageError(
+            f"{label} (matplotlib {type(first).__name__}) is on no figure; pass the figure itself"
+        )
     return figure
 
 
