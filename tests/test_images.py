@@ -395,3 +395,28 @@ def test_empty_bytes_and_other_values():
     with pytest.raises(ImageError, match=r"^x is a dict, not an image; pass a PIL image"):
         to_image({"a": 1}, "x")
     assert issubclass(ImageError, OptionError)
+
+
+def test_without_pillow_the_message_says_how_to_install_it():
+    """Pillow blocked in a fresh interpreter, as if it were not installed."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys\n"
+        "sys.modules['PIL'] = None\n"
+        "from localmind_jupyter.core.images import ImageError, is_image_value, to_image\n"
+        "assert is_image_value(b'\\x89PNG\\r\\n\\x1a\\n....')\n"
+        "try:\n"
+        "    to_image(b'\\x89PNG\\r\\n\\x1a\\n....', 'fig')\n"
+        "except ImageError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == (
+        "reading images needs pillow: pip install 'localmind-jupyter[vision]'"
+    )
