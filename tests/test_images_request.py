@@ -61,6 +61,10 @@ def test_a_single_image_value_is_taken_as_a_list_of_one_and_an_image_input_keeps
     backend.generate("x", "m", images=fig)
     assert [im.label for im in backend.sent[-1].images] == ["fig"]
     assert backend.sent[-1].images[0] is fig
+    # A bare array (or figure) is one image too, not a list to take the truth value of.
+    backend.generate("x", "m", images=np.zeros((4, 5), dtype=np.uint8))
+    sent = backend.sent[-1].images
+    assert [(im.label, im.width, im.height) for im in sent] == [("image 1", 5, 4)]
 
 
 def test_a_bad_image_fails_before_sending_with_its_label():

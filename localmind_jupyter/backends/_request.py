@@ -98,8 +98,10 @@ class GenerationRequest(BaseModel):
             )
         fields = {k: v for k, v in options.items() if k in COMMON_OPTIONS and v is not None}
         for empty in ("messages", "images"):
-            if not fields.get(empty, True):
-                del fields[empty]  # an empty value means none, as before
+            # An empty list means none, as before (``not value`` would ask a bare numpy
+            # array, a valid image, for its truth value: that raises).
+            if isinstance(fields.get(empty), (list, tuple)) and not fields[empty]:
+                del fields[empty]
         extra = {k: v for k, v in options.items() if k in extra_allowed}
         extra.update(_passthrough(fields.pop("options", None), extra, extra_allowed))
         if "schema" in fields:
