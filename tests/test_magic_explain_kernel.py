@@ -81,8 +81,7 @@ def test_explain_sends_the_real_traceback_and_the_answer_streams_in(kernel, olla
     assert sent[-2] == {"role": "assistant", "content": expected}
     # The answer log tells the explanation apart.
     check = kernel.run(
-        "from localmind_jupyter import log_entries\n"
-        "print(list(log_entries(5)['source']))"
+        "from localmind_jupyter import log_entries\nprint(list(log_entries(5)['source']))"
     )
     assert printed(check).strip() == "['magic', 'explain']"
 
