@@ -167,7 +167,7 @@ def test_a_huge_message_a_long_line_and_a_long_cell_are_cut(nb):
     prompt = build_prompt(cell)
     assert len(prompt) <= PROMPT_CHARS
     assert "raise ValueError('x' * 100_000)" in prompt, "the failing line is in the window"
-    assert re.search(r"ValueError: x{500} … \[99500 more characters\]", prompt)
+    assert re.search(r"ValueError: x{400} … \[99600 more characters\]", prompt)
     assert re.search(r"# \.\.\. \d+ lines above \.\.\.", prompt)
     assert re.search(r"# \.\.\. \d+ lines below \.\.\.", prompt)
     assert max(len(line) for line in prompt.splitlines()) < 700

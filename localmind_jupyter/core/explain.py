@@ -43,12 +43,13 @@ INSTRUCTION = (
     "Explain this error to a learner: what it means, the likely cause in their code, "
     "and a fix. Be brief and concrete."
 )
-#: The whole prompt, at most (about 1,000 tokens: room for a small model's answer).
-PROMPT_CHARS = 4000
+#: The whole prompt, at most: about 1,000 tokens of code and text (1,800 when it is mostly
+#: digits), so a small model's context (GGUF's n_ctx is 2048) keeps room for the answer.
+PROMPT_CHARS = 3000
 #: One exception message, one source line, and the cell's code, at most, in the prompt.
-MESSAGE_CHARS = 500
+MESSAGE_CHARS = 400
 LINE_CHARS = 160
-SOURCE_CHARS = 1500
+SOURCE_CHARS = 1200
 SOURCE_LINES = 40
 
 
