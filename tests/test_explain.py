@@ -12,6 +12,7 @@ import gc
 import hashlib
 import linecache
 import re
+import sys
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -124,6 +125,44 @@ def test_a_pandas_error_collapses_its_library_frames_and_its_chain(nb):
     assert collapsed and all(package == "pandas" for _n, package in collapsed)
     assert text.endswith("KeyError: 'prices'")
     assert len(prompt) < 1500
+
+
+def test_a_library_calling_back_the_learners_function_keeps_both_ends(nb):
+    pytest.importorskip("pandas")
+    cell = nb.fail(
+        "import pandas as pd\n"
+        "df = pd.DataFrame({'price': [1, 0]})\n"
+        "df['price'].apply(lambda p: 10 / p)\n"
+    )
+    lines = traceback_of(build_prompt(cell)).splitlines()
+    assert lines[1:3] == [
+        "  Cell In[1], line 3, in <module>",
+        "    df['price'].apply(lambda p: 10 / p)",
+    ]
+    assert re.fullmatch(r"  \.\.\. \d+ frames in pandas \.\.\.", lines[3]), "no 'raised in'"
+    assert lines[4:] == [
+        "  Cell In[1], line 3, in <lambda>",
+        "    df['price'].apply(lambda p: 10 / p)",
+        "ZeroDivisionError: division by zero",
+    ]
+
+
+def test_the_learners_own_files_are_shown_with_home_as_tilde(nb, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    module = tmp_path / "lesson" / "lesson_helpers.py"
+    module.parent.mkdir()
+    module.write_text("def mean(values):\n    return sum(values) / len(values)\n")
+    monkeypatch.syspath_prepend(str(module.parent))
+    try:
+        cell = nb.fail("from lesson_helpers import mean\nmean([])\n")
+    finally:
+        sys.modules.pop("lesson_helpers", None)
+    text = traceback_of(build_prompt(cell))
+    assert text.splitlines()[3:5] == [
+        '  File "~/lesson/lesson_helpers.py", line 2, in mean',
+        "    return sum(values) / len(values)",
+    ]
+    assert str(tmp_path) not in build_prompt(cell)
 
 
 def test_chained_exceptions_are_shown_oldest_first_and_bounded(nb):
