@@ -138,7 +138,7 @@ class LocalMind(LineCommands, Magics):
                                            fill DF[COLUMN]
         %localmind COMMAND [args]       -- help, backends, models, pull, use, alias,
                                            unalias, reset, config, reload, stats, log,
-                                           version
+                                           explain, version
 
         {name}, {In[3]}, {Out[3]} and {Err[3]} in the prompt are filled from the
         notebook ({{ and }} give literal braces). Consecutive cells to the same
