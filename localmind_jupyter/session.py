@@ -15,8 +15,12 @@ from .core.conversation import Conversation
 
 if TYPE_CHECKING:
     from .core.downloads import DownloadManager
+    from .core.explain import FailedCell
     from .core.model_loader import ModelLoader
     from .core.model_registry import ModelRegistry
+
+#: Failed cells ``%localmind explain`` can still explain (the newest ones).
+MAX_FAILED_CELLS = 20
 
 
 class KernelSession:
@@ -32,6 +36,9 @@ class KernelSession:
         self.compare_conversations: dict[tuple[str, str], Conversation] = {}
         self.last_response: ModelResponse | None = None
         self.cell_errors: dict[int, BaseException] = {}
+        #: The newest failed cells by number, their errors already formatted (no frames kept
+        #: alive), for ``%localmind explain``; at most ``MAX_FAILED_CELLS``.
+        self.failed_cells: dict[int, FailedCell] = {}
 
     # --- the engine, built lazily -------------------------------------------------------------
     @property
@@ -106,6 +113,13 @@ class KernelSession:
     def record_error(self, execution_count: int | None, error: BaseException | None) -> None:
         if execution_count is not None and error is not None:
             self.cell_errors[execution_count] = error
+
+    def record_failed_cell(self, cell: FailedCell) -> None:
+        """Keep a failed cell for ``explain``; the oldest beyond ``MAX_FAILED_CELLS`` go."""
+        self.failed_cells.pop(cell.execution_count, None)
+        self.failed_cells[cell.execution_count] = cell
+        while len(self.failed_cells) > MAX_FAILED_CELLS:
+            del self.failed_cells[next(iter(self.failed_cells))]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -10,7 +10,7 @@ import argparse
 import shlex
 import sys
 import time
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from .. import __version__
 from ..errors import LocalMindError
@@ -22,6 +22,7 @@ from .thinking import stats_of
 if TYPE_CHECKING:
     from ..core.downloads import DownloadStatus
     from ..core.model_loader import ModelLoader
+    from .magic import LocalMind
 
 LINE_COMMANDS = {
     "help": "this help",
@@ -37,6 +38,7 @@ LINE_COMMANDS = {
     "reload": "re-read config.yaml and rebuild the backends",
     "stats": "statistics of the last answer",
     "log": "log [-n N] [--search TEXT] [--model M]: recent answers from the answer log",
+    "explain": "explain [N] [-m MODEL]: the model explains the last failed cell's error (or N's)",
     "version": "LocalMind's version",
 }
 
@@ -225,6 +227,11 @@ class LineCommands:
 
         entries = answer_log.entries(opts.limit, search=opts.search, model=opts.model)
         self._show(log_table(entries, f"answer log {answer_log.path}, newest first"))
+
+    def _cmd_explain(self, args: list[str]) -> None:
+        from .explain import run_explain  # the traceback formatting: on first use only
+
+        run_explain(cast("LocalMind", self), args)
 
     def _cmd_pull(self, args: list[str]) -> None:
         parser = _parser("pull")

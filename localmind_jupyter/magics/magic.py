@@ -83,8 +83,12 @@ class LocalMind(LineCommands, Magics):
         return get_session()
 
     def post_run_cell(self, result: ExecutionResult) -> None:
-        """Remember each cell's error, for ``{Err[n]}``."""
+        """Remember each cell's error, for ``{Err[n]}`` and ``%localmind explain``."""
         self.session.record_error(result.execution_count, result.error_in_exec)
+        if result.error_in_exec is not None or result.error_before_exec is not None:
+            from .explain import record_failed_cell
+
+            record_failed_cell(self, result)
 
     # --- the magic ----------------------------------------------------------------------------
     @magic_arguments()
@@ -134,7 +138,7 @@ class LocalMind(LineCommands, Magics):
                                            fill DF[COLUMN]
         %localmind COMMAND [args]       -- help, backends, models, pull, use, alias,
                                            unalias, reset, config, reload, stats, log,
-                                           version
+                                           explain, version
 
         {name}, {In[3]}, {Out[3]} and {Err[3]} in the prompt are filled from the
         notebook ({{ and }} give literal braces). Consecutive cells to the same
