@@ -46,6 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tests.servers import _images
 from tests.servers._faults import PromptFaults
 from tests.servers._loopback import DropsAfterError, LoopbackServer
 
@@ -62,6 +63,7 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "fail_status": None,
     "models_status": None,
     "drop_after_error": None,
+    "images_undecodable": False,
 }
 
 #: HTTP status -> (error type, message), as the API words them.
@@ -382,7 +384,9 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
         if body["model"] not in owner.models:
             self._send_error(404, "not_found_error", f"model: {body['model']}")
             return False
-        return True
+        vision = body["model"] not in owner.text_only
+        problem = _images.anthropic_problem(body, vision, body["model"], owner.images_undecodable)
+        return self._invalid(problem) if problem is not None else True
 
     def _valid_thinking(self, body: dict[str, Any]) -> bool:
         """The API's rules for ``thinking`` and what it cannot be combined with."""
@@ -709,6 +713,10 @@ class AnthropicTestServer(PromptFaults, LoopbackServer):
         self.fail_status: int | None = None
         self.models_status: int | None = None
         self.drop_after_error: str | None = None
+        #: Models that refuse image blocks; the others answer what they see.
+        self.text_only: set[str] = set()
+        #: Every image counts as one the API cannot process (a 400).
+        self.images_undecodable: bool = False
         self.disconnected = threading.Event()
 
         self._init_loopback("127.0.0.1", port)
@@ -804,6 +812,9 @@ class AnthropicTestServer(PromptFaults, LoopbackServer):
     def _reply_for(self, messages: list[dict[str, Any]]) -> list[str]:
         if self.reply_pieces is not None:
             return list(self.reply_pieces)
+        seen = _images.image_reply(_images.last_user("anthropic", {"messages": messages}))
+        if seen is not None:
+            return split_pieces(seen)
         last_user = ""
         for message in reversed(messages):
             if message.get("role") == "user":

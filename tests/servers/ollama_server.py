@@ -38,10 +38,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.servers import _images
 from tests.servers._faults import Fault, PromptFaults
 from tests.servers._loopback import LoopbackServer, cut
 
-__all__ = ["DEFAULT_LIBRARY", "FakeModel", "OllamaTestServer"]
+__all__ = ["DEFAULT_LIBRARY", "FakeModel", "OllamaTestServer", "default_models", "vision_model"]
 
 DEFAULT_VERSION = "0.12.6"
 DEFAULT_ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"
@@ -118,7 +119,8 @@ class FakeModel:
     thinking: ReplyFn | None = None
 
 
-def _default_models() -> list[FakeModel]:
+def default_models() -> list[FakeModel]:
+    """The models a server has unless told otherwise: two text-only ones."""
     return [
         FakeModel("smollm:135m", size=91_739_413),
         FakeModel(
@@ -131,6 +133,28 @@ def _default_models() -> list[FakeModel]:
             context_length=32768,
         ),
     ]
+
+
+def vision_reply(messages: list[dict[str, Any]]) -> list[str]:
+    """A vision model's answer: what it sees in the last user message's ``images``
+    (``_images.describe``), else ``default_reply``."""
+    answer = _images.image_reply(_images.last_user("ollama", {"messages": messages}))
+    return split_words(answer) if answer is not None else default_reply(messages)
+
+
+def vision_model(name: str = "llava:7b") -> FakeModel:
+    """A vision model (capabilities completion and vision) whose answer depends on the
+    image it received: ``OllamaTestServer(models=[*default_models(), vision_model()])``."""
+    return FakeModel(
+        name,
+        size=4_733_363_377,
+        family="llama",
+        parameter_size="7B",
+        quantization_level="Q4_0",
+        reply=vision_reply,
+        capabilities=("completion", "vision"),
+        context_length=4096,
+    )
 
 
 def split_words(text: str) -> list[str]:
@@ -636,6 +660,8 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
         #: unanswered: ``"close"`` (FIN) or ``"reset"`` (RST), as a server that closed the
         #: keep-alive connection looks to a client that reuses it.
         self.drop_after_error: str | None = None
+        #: Every image counts as one no decoder knows (a 500 from the runner, as Ollama's).
+        self.images_undecodable = False
         self._route_table = self._routes()
 
         for lib_name, layers in (DEFAULT_LIBRARY if library is None else library).items():
@@ -644,7 +670,7 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
                 raise ValueError(f"invalid library model name {lib_name!r}")
             self._library[parsed.key] = (parsed, list(layers))
         now = time.time_ns()
-        for index, model in enumerate(_default_models() if models is None else models):
+        for index, model in enumerate(default_models() if models is None else models):
             # Earlier models look more recently modified, so /api/tags keeps the given order.
             self._install(model, modified_ns=now - index * 60_000_000_000)
 
@@ -669,6 +695,7 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
         self.pull_drop_after_bytes = None
         self.pull_delay = 0.0
         self.drop_after_error = None
+        self.images_undecodable = False
         self.clear_prompt_faults()
 
     # ------------------------------------------------------------------ observability
@@ -864,6 +891,7 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
     def _h_chat(self, h: _Handler, body: bytes) -> None:
         started = time.perf_counter_ns()
         req = decode_request(body, "ChatRequest")
+        self._check_images(req)
         self._check_top_logprobs(req)
         requested = req.get("model", "")
         if not requested:
@@ -883,11 +911,13 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
         if not messages:
             h.send_json(200, self._chat_chunk(requested, "", done=True, done_reason="load"))
             return
+        self._run_images(req, entry)
         self._complete(h, "chat", requested, entry, messages, options, req, started, loaded)
 
     def _h_generate(self, h: _Handler, body: bytes) -> None:
         started = time.perf_counter_ns()
         req = decode_request(body, "GenerateRequest")
+        self._check_images(req)
         self._check_top_logprobs(req)
         requested = req.get("model", "")
         if not requested:
@@ -912,8 +942,24 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
         messages: list[dict[str, Any]] = []
         if req.get("system"):
             messages.append({"role": "system", "content": req["system"]})
-        messages.append({"role": "user", "content": prompt})
+        messages.append({"role": "user", "content": prompt, "images": req.get("images") or []})
+        self._run_images(req, entry)
         self._complete(h, "generate", requested, entry, messages, options, req, started, loaded)
+
+    @staticmethod
+    def _check_images(req: dict[str, Any]) -> None:
+        """``images`` bind as base64 ``[]byte``: anything else is gin's 400."""
+        problem = _images.ollama_binding_problem(req)
+        if problem is not None:
+            raise ApiError(400, problem)
+
+    def _run_images(self, req: dict[str, Any], entry: _Installed) -> None:
+        """What the runner says of the images before it streams: no vision, unknown format."""
+        vision = "vision" in entry.model.capabilities
+        problem = _images.ollama_runner_problem(req, vision, self.images_undecodable)
+        if problem is not None:
+            stream = req.get("stream") is not False
+            raise ApiError(500, problem, JSON_BARE if stream else JSON_UTF8)
 
     @staticmethod
     def _check_top_logprobs(req: dict[str, Any]) -> None:

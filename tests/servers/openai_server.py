@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tests.servers import _images
 from tests.servers._faults import PromptFaults
 from tests.servers._loopback import DropsAfterError, RequestTimings
 from tests.servers._openai_checks import check_structured
@@ -62,6 +63,7 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "reasoning_field": "reasoning_content",
     "json_reply": None,
     "strict_checked": True,
+    "images_undecodable": False,
 }
 
 _FAIL_BODIES: dict[int, tuple[str, str, str | None]] = {
@@ -438,6 +440,11 @@ class _Handler(DropsAfterError, BaseHTTPRequestHandler):
                 code="model_not_found",
             )
             return False
+        vision = body["model"] not in owner.text_only
+        image_problem = _images.openai_problem(body, vision, owner.images_undecodable)
+        if image_problem is not None:
+            self._send_error(400, image_problem[0], param=image_problem[1], code=image_problem[2])
+            return False
         return True
 
     def _chat_completions(self, owner: OpenAITestServer, body: dict[str, Any]) -> None:
@@ -688,6 +695,11 @@ class OpenAITestServer(PromptFaults, RequestTimings):
         self.json_reply: str | None = None
         #: Refuse ``strict`` schemas that break strict mode's rules (OpenAI); False: as vLLM.
         self.strict_checked: bool = True
+        #: Models that refuse ``image_url`` parts (a text-only model); the others see them and
+        #: answer what they see (``_images.describe``).
+        self.text_only: set[str] = set()
+        #: Every image counts as one the server cannot read (its 400 ``invalid_image_format``).
+        self.images_undecodable: bool = False
         self.disconnected = threading.Event()
 
         self._port = port
@@ -845,6 +857,9 @@ class OpenAITestServer(PromptFaults, RequestTimings):
     def _reply_for(self, messages: list[dict[str, Any]]) -> list[str]:
         if self.reply_pieces is not None:
             return list(self.reply_pieces)
+        seen = _images.image_reply(_images.last_user("openai", {"messages": messages}))
+        if seen is not None:
+            return split_pieces(seen)
         last_user = ""
         for message in reversed(messages):
             if message.get("role") == "user":
