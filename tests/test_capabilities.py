@@ -91,8 +91,8 @@ def test_every_builtin_backend_declares_its_capabilities():
     assert downloads == {"ollama", "transformers", "gguf"}
     assert {name for name, c in declared.items() if not c.seed} == {"anthropic"}
     assert all(c.streaming for c in declared.values())
-    # Nothing implements images yet: declaring them would make a front end offer them.
-    assert not any(c.images for c in declared.values())
+    # The remote backends send images (to the models ``model_capabilities`` says see).
+    assert all(declared[n].images for n in ("ollama", "openai", "vllm", "tensorrt", "anthropic"))
     # Mapped natively (format/think; output_config/thinking): declared, so offered.
     assert all(declared[n].json_schema and declared[n].thinking for n in ("ollama", "anthropic"))
     # The OpenAI-compatible family enforces schemas (response_format) and reads reasoning.

@@ -218,6 +218,14 @@ def test_photos_become_jpeg_and_plots_png():
     ax.plot(np.sin(np.linspace(0, 6, 50)))
     plt.close(fig)
     assert to_image(fig, "plot").prepared().mime == "image/png"
+    big, ax = plt.subplots(figsize=(10, 6), dpi=150)
+    for k in range(1, 5):
+        ax.plot(np.sin(np.linspace(0, 6 * k, 400)), label=str(k))
+    ax.legend()
+    plt.close(big)
+    # Downscaling blends a plot's few colours into many: it is still a drawing, still PNG.
+    shrunk = to_image(big, "big").prepared(ImageLimits(max_edge=800))
+    assert (shrunk.mime, shrunk.width) == ("image/png", 800)
     assert to_image(noise(300, 400), "photo").prepared().mime == "image/jpeg"  # many colours
     jpeg = encoded(Image.new("RGB", (50, 40), (9, 9, 9)), "JPEG")
     assert to_image(jpeg, "jpeg").prepared().mime == "image/jpeg"  # a JPEG stays a photo

@@ -16,6 +16,7 @@ from .base import Usage
 if TYPE_CHECKING:
     import httpx
 
+    from ..core.images import ImageLimits
     from ._request import GenerationRequest
     from .contracts import InstalledModel
 
@@ -36,6 +37,8 @@ class ChatMessage(TypedDict, total=False):
     role: str
     content: str
     thinking: str
+    #: Base64 of each image the (user) message carries, prepared to the backend's limits.
+    images: list[str]
 
 
 class ChatChunk(TypedDict, total=False):
@@ -71,7 +74,7 @@ class ChatBody(TypedDict, total=False):
     """What ``POST /api/chat`` takes (``messages: []`` only loads or unloads the model)."""
 
     model: str
-    messages: list[dict[str, str]]
+    messages: list[ChatMessage]
     stream: bool
     options: ChatOptions
     keep_alive: str | float
@@ -79,6 +82,19 @@ class ChatBody(TypedDict, total=False):
     format: Literal["json"] | dict[str, Any]
     #: On, off, or a level (gpt-oss); absent: the model's default.
     think: bool | str
+
+
+class ShowBody(TypedDict):
+    """What ``POST /api/show`` takes."""
+
+    model: str
+
+
+class ShowAnswer(TypedDict, total=False):
+    """``POST /api/show``: what this backend reads of it."""
+
+    #: ``completion``, ``vision``, ``tools``, ``thinking``...; absent before Ollama 0.6.4.
+    capabilities: list[str]
 
 
 class PullBody(TypedDict):
@@ -98,8 +114,15 @@ class PullEvent(TypedDict, total=False):
     error: str
 
 
-def chat_body(request: GenerationRequest, keep_alive: str | float | None) -> ChatBody:
-    """The streaming ``/api/chat`` body; ``keep_alive``: the setting, unless the request's."""
+def chat_body(
+    request: GenerationRequest, keep_alive: str | float | None, limits: ImageLimits
+) -> ChatBody:
+    """The streaming ``/api/chat`` body; ``keep_alive``: the setting, unless the request's.
+
+    A user turn with images carries them as ``images`` (base64, prepared to ``limits``),
+    history turns too; its text goes as it is (``[image N]`` markers included: Ollama puts
+    the images before the text in the prompt itself).
+    """
     options: ChatOptions = {}
     if request.temperature is not None:
         options["temperature"] = request.temperature
@@ -113,7 +136,7 @@ def chat_body(request: GenerationRequest, keep_alive: str | float | None) -> Cha
         options["stop"] = request.stop
     if request.extra.get("num_ctx") is not None:
         options["num_ctx"] = request.extra["num_ctx"]
-    body: ChatBody = {"model": request.model, "messages": request.chat_messages(), "stream": True}
+    body: ChatBody = {"model": request.model, "messages": messages(request, limits), "stream": True}
     if options:
         body["options"] = options
     keep_alive = request.extra.get("keep_alive", keep_alive)
@@ -128,6 +151,17 @@ def chat_body(request: GenerationRequest, keep_alive: str | float | None) -> Cha
     if request.think is not None:
         body["think"] = request.think
     return body
+
+
+def messages(request: GenerationRequest, limits: ImageLimits) -> list[ChatMessage]:
+    """The turns as Ollama takes them: ``images`` only on turns that have some."""
+    out: list[ChatMessage] = []
+    for turn in request.chat_turns():
+        message: ChatMessage = {"role": turn["role"], "content": turn["content"]}
+        if turn.get("images"):
+            message["images"] = [image.prepared(limits).base64() for image in turn["images"]]
+        out.append(message)
+    return out
 
 
 def load_body(model: str, keep_alive: str | float | None) -> ChatBody:

@@ -11,15 +11,20 @@ The client, availability, listing and error translation are ``RemoteAPIBackend``
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core.images import ImageLimits
 from ..errors import GenerationError, OptionError
+from ..secrets import redact
 from . import _anthropic_params as structured
+from . import _vision
 from ._http_cancel import CancelResponse
-from ._remote_api import RemoteAPIBackend, RemoteAPISettings, SDKErrors
+from ._image_content import anthropic_content, image_refusal
+from ._remote_api import RemoteAPIBackend, RemoteAPISettings, SDKErrors, api_message, status_code
 from .base import Delta, Started, Thinking, Usage
 from .capabilities import Capabilities
 
@@ -56,9 +61,13 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
     display_name = "Anthropic"
     #: Remote models; the Messages API has no seed, so ``seed`` is refused, not dropped.
     #: Structured outputs and extended thinking: a model without them answers HTTP 400.
+    #: Images go as base64 ``image`` blocks to Claude 3 and later.
     capabilities = Capabilities(
-        downloads=False, streaming=True, seed=False, json_schema=True, thinking=True
+        downloads=False, streaming=True, seed=False, json_schema=True, thinking=True, images=True
     )
+    #: The API's advice: a long edge of 1568 px at most (larger is scaled down on its side,
+    #: costing time); 5 MiB of base64 per image, which is about 3.9 MB of image.
+    default_image_limits = ImageLimits(max_edge=1568, max_bytes=3_900_000)
     probe_modules = ("anthropic", "httpcore", "httpcore2", "opentelemetry.propagate")
     Settings = AnthropicSettings
     settings: AnthropicSettings
@@ -123,6 +132,24 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
     def _no_download_hint(self, model: str) -> str:
         return f"use '{model}' directly with an Anthropic API key"
 
+    def model_capabilities(self, model: str) -> Capabilities:
+        """Images for Claude 3 and later (the catalog's ``vision`` tag, else the name)."""
+        if _vision.anthropic_sees(model, self.type_name) is False:
+            return dataclasses.replace(self.capabilities, images=False)
+        return self.capabilities
+
+    def _refused(self, exc: Exception, request: GenerationRequest) -> Exception:
+        """A refused image in words of its own, else the common translation."""
+        error = image_refusal(
+            request,
+            status_code(exc),
+            redact(api_message(exc), self._api_key),
+            server=self.base_url,
+            backend=self.name,
+            refusal=_vision.cannot_see(self, request.model),
+        )
+        return error if error is not None else self._translate(exc, request.model)
+
     # --- generation -------------------------------------------------------------------------
     def _params(self, request: GenerationRequest) -> dict[str, Any]:
         """The Messages API body: options it cannot honour fail here, before any request."""
@@ -135,13 +162,14 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
             raise OptionError(
                 f"the Anthropic API accepts temperature between 0 and 1, got {request.temperature}"
             )
-        systems = [request.system] if request.system else []
-        messages: list[dict[str, str]] = []
-        for turn in [*request.messages, {"role": "user", "content": request.prompt}]:
+        systems: list[str] = []
+        messages: list[dict[str, Any]] = []
+        for turn in request.chat_turns():
             if turn["role"] == "system":  # the API takes system text only at the top level
                 systems.append(turn["content"])
             else:
-                messages.append(turn)
+                content = anthropic_content(turn, self.image_limits)
+                messages.append({"role": turn["role"], "content": content})
         limit = structured.max_tokens(request, self.settings.max_tokens)
         thinking = structured.thinking(request, limit)
         params: dict[str, Any] = {
@@ -176,7 +204,7 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
         try:
             events: anthropic.Stream[RawMessageStreamEvent] = client.messages.create(**params)
         except anthropic.APIError as exc:
-            raise self._translate(exc, request.model) from None
+            raise self._refused(exc, request) from None
         usage = Usage()
         finished = False
         json_tool = "tool_choice" in params  # the forced tool's input is the answer

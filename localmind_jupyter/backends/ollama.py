@@ -6,6 +6,7 @@ in-band error lines after streaming started, ``keep_alive`` to load and unload.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -13,8 +14,9 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.images import ImageLimits
 from ..errors import BackendUnavailable, GenerationError, ModelNotFound, OptionError
-from . import _ollama_names
+from . import _ollama_names, _vision
 from . import _ollama_wire as wire
 from ._http_cancel import CancelResponse
 from ._ollama_host import DEFAULT_BASE_URL, DEFAULT_PORT, normalize_host, split_credentials
@@ -72,9 +74,11 @@ class OllamaBackend(BaseBackend):
     probe_modules = ("httpx", "httpcore")
     #: ``format`` constrains the output to a schema; ``think`` and ``message.thinking``
     #: carry the trace (a model that cannot think is refused by Ollama, see ``_raise_for_status``).
+    #: Images go as ``images`` on the message, to the models ``/api/show`` lists as ``vision``.
     capabilities = Capabilities(
-        downloads=True, streaming=True, seed=True, json_schema=True, thinking=True
+        downloads=True, streaming=True, seed=True, json_schema=True, thinking=True, images=True
     )
+    default_image_limits = ImageLimits(max_edge=2048)
     settings: OllamaSettings
 
     def validate_model_name(self, name: str) -> str:
@@ -100,6 +104,8 @@ class OllamaBackend(BaseBackend):
         self.base_url = normalize_host(configured)
         self._client: httpx.Client | None = None
         self._version: str | None = None
+        #: model key -> whether ``/api/show`` lists ``vision`` (asked once per model).
+        self._vision: dict[str, bool] = {}
 
     def __repr__(self) -> str:
         return f"<OllamaBackend {self.name!r} at {self.base_url}>"
@@ -140,7 +146,7 @@ class OllamaBackend(BaseBackend):
         self,
         method: str,
         path: str,
-        body: wire.ChatBody | wire.PullBody | None = None,
+        body: wire.ChatBody | wire.PullBody | wire.ShowBody | None = None,
         *,
         stream: bool = False,
     ) -> httpx.Response:
@@ -193,6 +199,15 @@ class OllamaBackend(BaseBackend):
             )
         if "must be of type" in message:
             raise OptionError(f"Ollama rejected an option: {message}")
+        if model is not None and "missing data required for image input" in message:
+            with self._lock:  # the server knows better than the catalog: refuse early next time
+                self._vision[self.model_key(model)] = False
+            raise _vision.cannot_see(self, model)
+        if "image: unknown format" in message or "illegal base64" in message:
+            raise GenerationError(
+                f"Ollama could not read an image of this request (HTTP {status}): {message} — "
+                "send it as PNG or JPEG"
+            )
         error = GenerationError(f"Ollama answered HTTP {status}: {message}")
         raise mark(error, wire.transient_status(status, message), retry_after(response.headers))
 
@@ -260,9 +275,43 @@ class OllamaBackend(BaseBackend):
     def get_backend_info(self) -> BackendInfo:
         return {**super().get_backend_info(), "base_url": self.base_url, "version": self._version}
 
+    def model_capabilities(self, model: str) -> Capabilities:
+        """Images only for a model that sees: ``/api/show`` said so (asked when a request
+        carries images), else the catalog's ``vision`` tag; unknown models are not refused."""
+        with self._lock:
+            sees = self._vision.get(self.model_key(model))
+        if sees is None:
+            sees = _vision.ollama_catalog_sees(model, self.model_key)
+        if sees is False:
+            return dataclasses.replace(self.capabilities, images=False)
+        return self.capabilities
+
+    def _learn_vision(self, model: str) -> None:
+        """Ask ``/api/show`` once per model whether it lists ``vision``. An answer without
+        ``capabilities`` (Ollama before 0.6.4) or an error leaves it to the catalog; a model
+        that is not installed is reported by the chat request itself."""
+        key = self.model_key(model)
+        with self._lock:
+            if key in self._vision:
+                return
+        response = self._send("POST", "/api/show", {"model": model})
+        if response.status_code != 200:
+            return
+        try:
+            answer: wire.ShowAnswer = response.json()
+        except ValueError:
+            return
+        listed = answer.get("capabilities") if isinstance(answer, dict) else None
+        if isinstance(listed, list):
+            with self._lock:
+                self._vision[key] = "vision" in listed
+
     def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:
         """The common options, then Ollama's own (keep_alive, format, num_ctx) before any
-        request; ``format`` clashes with ``schema`` / ``json_mode``, which set it too."""
+        request; ``format`` clashes with ``schema`` / ``json_mode``, which set it too. With
+        images, ``/api/show`` is asked first whether the model sees (once per model)."""
+        if _vision.carries_images(kwargs):
+            self._learn_vision(model)
         request = super().build_request(prompt, model, **kwargs)
         check_options(request.extra)
         check_structured(request)
@@ -272,7 +321,7 @@ class OllamaBackend(BaseBackend):
         """Message pieces from the NDJSON body; the ``finally`` closes the connection."""
         import httpx
 
-        body = wire.chat_body(request, self.settings.keep_alive)
+        body = wire.chat_body(request, self.settings.keep_alive, self.image_limits)
         response = self._send("POST", "/api/chat", body, stream=True)
         self._raise_for_status(response, request.model)
         loads = json.JSONDecoder().decode  # str lines: no per-line encoding detection
@@ -351,6 +400,8 @@ class OllamaBackend(BaseBackend):
         from ._ollama_pull import pull
 
         pull(self, model, progress, cancel)
+        with self._lock:  # a new pull may bring a projector (or drop one): ask again
+            self._vision.pop(self.model_key(model), None)
 
 
 #: After the ``done`` line, bytes read at most to reach the body's end (normally none).

@@ -8,13 +8,18 @@ translation are ``RemoteAPIBackend``'s; this module maps requests and reads the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..core.images import ImageLimits
 from ..errors import ConfigError, GenerationError
+from ..secrets import redact
+from . import _vision
 from ._http_cancel import CancelResponse
+from ._image_content import image_refusal, openai_content
 from ._openai_wire import (
     PASS_THROUGH,
     options_params,
@@ -23,7 +28,7 @@ from ._openai_wire import (
     think_params,
     thinking_tokens,
 )
-from ._remote_api import RemoteAPIBackend, RemoteAPISettings, SDKErrors, status_code
+from ._remote_api import RemoteAPIBackend, RemoteAPISettings, SDKErrors, api_message, status_code
 from .base import Delta, Started, Thinking, Usage
 from .capabilities import Capabilities
 
@@ -55,6 +60,9 @@ class OpenAISettings(RemoteAPISettings):
     include_usage: bool = True
     #: Models to offer when the server cannot list them.
     models: list[str] = field(default_factory=list)
+    #: The models that read images (names or globs such as ``"*-vl-*"``); set, it is the
+    #: whole truth for this server. Unset: the catalog and the model's name decide.
+    vision_models: list[str] = field(default_factory=list)
 
 
 class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
@@ -62,10 +70,12 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
     #: A server answers several requests at once (a batch sends this many).
     default_concurrency = 8
     display_name = "OpenAI-compatible"
-    #: Remote (or self-served) models: nothing to download.
+    #: Remote (or self-served) models: nothing to download. Images go as ``image_url``
+    #: parts (data URLs) to the models ``model_capabilities`` says see.
     capabilities = Capabilities(
-        downloads=False, streaming=True, seed=True, json_schema=True, thinking=True
+        downloads=False, streaming=True, seed=True, json_schema=True, thinking=True, images=True
     )
+    default_image_limits = ImageLimits(max_edge=2048)
     extra_options = PASS_THROUGH
     #: Servers without a reasoning parser leave ``<think>…</think>`` in the content.
     think_tags = True
@@ -87,6 +97,8 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
                 f"{key}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", key=key
             )
         super().setup()
+        #: Models the server said read no images (asked no more).
+        self._text_only: set[str] = set()
 
     def _default_base_url(self) -> str:
         """``OPENAI_BASE_URL`` (for the openai type), else the preset's URL."""
@@ -151,12 +163,37 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
     def get_backend_info(self) -> BackendInfo:
         return {**super().get_backend_info(), "preset": self.settings.preset}
 
+    def model_capabilities(self, model: str) -> Capabilities:
+        """Images for the models that see (``_vision.openai_sees``): ``vision_models``, the
+        catalog, the name; an unknown model is text-only on OpenAI's API only."""
+        sees = model not in self._text_only and _vision.openai_sees(
+            model, self.settings.vision_models, self.catalog_name, official=self.is_openai_cloud
+        )
+        if sees is False:
+            return dataclasses.replace(self.capabilities, images=False)
+        return self.capabilities
+
+    def _refused(self, exc: Exception, request: GenerationRequest) -> Exception:
+        """A refused image in words of its own, else the common translation."""
+        status = status_code(exc)
+        message = redact(api_message(exc), self._api_key)
+        refusal = _vision.cannot_see(self, request.model)
+        error = image_refusal(
+            request, status, message, server=self.base_url, backend=self.name, refusal=refusal
+        )
+        if error is refusal:
+            self._text_only.add(request.model)
+        return error if error is not None else self._translate(exc, request.model)
+
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         import openai
 
         params: dict[str, Any] = {
             "model": request.model,
-            "messages": request.chat_messages(),
+            "messages": [
+                {"role": turn["role"], "content": openai_content(turn, self.image_limits)}
+                for turn in request.chat_turns()
+            ],
             "stream": True,
         }
         if self.settings.include_usage:
@@ -177,7 +214,7 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
                 **params
             )
         except openai.APIError as exc:
-            raise self._translate(exc, request.model) from None
+            raise self._refused(exc, request) from None
         finish_reason: str | None = None
         usage: CompletionUsage | None = None
         cancel = CancelResponse(chunks.response)

@@ -129,7 +129,8 @@ def prepare(source: ImageInput, limits: ImageLimits) -> PreparedImage:
     full = _pixels(source)
     image = _resized(full, limits.max_edge)
     jpeg_ok = "jpeg" in limits.formats or "png" not in limits.formats
-    fmt = "jpeg" if jpeg_ok and _is_photo(source, image) else "png"
+    # Colours counted before downscaling, which blends a plot's few into many.
+    fmt = "jpeg" if jpeg_ok and _is_photo(source, full) else "png"
     qualities: tuple[int, ...] = _QUALITIES if fmt == "jpeg" else (0,)
     while True:
         for quality in qualities:

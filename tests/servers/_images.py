@@ -14,7 +14,8 @@ said so below):
   "image_url": {"url": "data:image/png;base64,...", "detail"?}}`` parts; a text-only model
   answers 400 ``Invalid content type. image_url is only supported by certain models.``.
 - Anthropic: ``{"type": "image", "source": {"type": "base64", "media_type": ..., "data":
-  ...}}`` blocks; media types png, jpeg, gif and webp only, at most 5 MB and 8000 px a side,
+  ...}}`` blocks; media types png, jpeg, gif and webp only, at most 5 MiB of base64 text
+  (what the API measures) and 8000 px a side,
   and the bytes must be what the media type says.
 
 A vision model's answer depends on the image it received (``_image_answer.describe``).
@@ -379,13 +380,14 @@ def anthropic_problem(
                     f"{where}.base64.media_type: Input should be 'image/jpeg', 'image/png', "
                     "'image/gif' or 'image/webp'"
                 )
+            text = str(source.get("data", ""))
             try:
-                data = base64.b64decode(str(source.get("data", "")), validate=True)
+                data = base64.b64decode(text, validate=True)
             except binascii.Error:
                 return f"{where}.base64.data: invalid base64 data"
-            if len(data) > ANTHROPIC_MAX_BYTES:
+            if len(text) > ANTHROPIC_MAX_BYTES:  # the API measures the base64 text
                 return (
-                    f"{where}.base64: image exceeds 5 MB maximum: {len(data)} bytes > "
+                    f"{where}.base64: image exceeds 5 MB maximum: {len(text)} bytes > "
                     f"{ANTHROPIC_MAX_BYTES} bytes"
                 )
             actual = sniff(data)

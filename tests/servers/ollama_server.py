@@ -662,6 +662,8 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
         self.drop_after_error: str | None = None
         #: Every image counts as one no decoder knows (a 500 from the runner, as Ollama's).
         self.images_undecodable = False
+        #: False: ``/api/show`` omits ``capabilities``, as Ollama before 0.6.4 did.
+        self.lists_capabilities = True
         self._route_table = self._routes()
 
         for lib_name, layers in (DEFAULT_LIBRARY if library is None else library).items():
@@ -843,6 +845,7 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
             raise ApiError(404, f"model '{name.display()}' not found")
         model = entry.model
         arch = model.family
+        capabilities = {"capabilities": list(model.capabilities)} if self.lists_capabilities else {}
         h.send_json(
             200,
             {
@@ -863,7 +866,7 @@ class OllamaTestServer(PromptFaults, LoopbackServer):
                     f"{arch}.context_length": model.context_length,
                     f"{arch}.embedding_length": 576,
                 },
-                "capabilities": list(model.capabilities),
+                **capabilities,
                 "modified_at": local_timestamp(entry.modified_ns),
             },
         )
