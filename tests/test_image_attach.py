@@ -151,3 +151,13 @@ def test_metadata_has_sizes_and_hashes_never_bytes():
     }
     bundle = images_bundle([image])
     assert bundle["text/plain"] == image_line(1, image)
+
+
+def test_a_path_is_labelled_by_its_name_never_its_folders(tmp_path: Path):
+    path = tmp_path / "chart.png"
+    path.write_bytes(png_bytes((6, 4)))
+    text, attachments = fill("See {p}", {"p": path})
+    assert text == "See [image 1]"
+    [image] = attachments.images
+    assert image.label == "p (chart.png)" and str(tmp_path) not in str(image.metadata())
+    assert image.prepared().width == 6, "a relabelled image still prepares"

@@ -9,12 +9,14 @@ namespace) and by the batch runner (each row's columns).
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .images import ImageInput
 
-__all__ = ["Attachments", "marker"]
+__all__ = ["Attachments", "labelled", "marker"]
 
 SVG_HINT = "SVG is not supported: export it as PNG (e.g. fig.savefig('x.png'))"
 
@@ -22,6 +24,15 @@ SVG_HINT = "SVG is not supported: export it as PNG (e.g. fig.savefig('x.png'))"
 def marker(number: int) -> str:
     """The text that stands where image ``number`` (1-based) was named."""
     return f"[image {number}]"
+
+
+def labelled(image: ImageInput, name: str, value: object) -> ImageInput:
+    """The image labelled ``name`` (a file as ``name (chart.png)``): a label never holds
+    the folders of a path, which would be stored in the notebook's metadata."""
+    label = f"{name} ({value.name})" if isinstance(value, Path) and value.name != name else name
+    if image.label == label:
+        return image
+    return dataclasses.replace(image, label=label)
 
 
 class Attachments:
@@ -44,7 +55,7 @@ class Attachments:
             if type(value).__name__ == "SVG" and type(value).__module__.startswith("IPython"):
                 raise ImageError(f"{expr}: {SVG_HINT}")  # a drawing, never useful as its repr
             return None
-        found = self.add(to_image(value, expr))
+        found = self.add(labelled(to_image(value, expr), expr, value))
         self._by_id[id(value)] = found
         self._values.append(value)
         return found

@@ -28,12 +28,14 @@ __all__ = ["add_named_image", "cell_prompt"]
 
 def add_named_image(attachments: Attachments, item: str, namespace: Mapping[str, Any]) -> None:
     """``--image ITEM``: the variable ``ITEM`` (an image, or a str path), else the file."""
+    from ..core._attach import labelled
     from ..core.images import ImageError, to_image
 
     if item.isidentifier() and item in namespace:
         value = namespace[item]
         # A str variable holds a path; anything else must be an image (to_image says why not).
-        attachments.add(to_image(Path(value) if isinstance(value, str) else value, item))
+        value = Path(value) if isinstance(value, str) else value
+        attachments.add(labelled(to_image(value, item), item, value))
         return
     path = Path(item).expanduser()
     if not path.exists():
