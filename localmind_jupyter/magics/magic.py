@@ -18,7 +18,7 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 
 from ..backends.base import ModelResponse
 from ..core.answer_log import answer_source
-from ..errors import GenerationError, LocalMindError, ModelNotFound
+from ..errors import GenerationError, LocalMindError, ModelNotFound, OptionError
 from ..secrets import redact
 from ..session import KernelSession, get_session
 from .commands import LineCommands
@@ -236,7 +236,7 @@ class LocalMind(LineCommands, Magics):
         if images:
             try:  # a model that cannot see is refused before the thumbnails are shown
                 backend.build_request(prompt, model, **options)
-            except LocalMindError as exc:
+            except OptionError as exc:  # other faults: as any request's, below
                 self._say(str(exc), error=True)
                 return
             show_images(images, notebook=self._in_kernel())
