@@ -133,7 +133,7 @@ def test_artists_and_lists_of_artists_mean_their_figure():
     plt.close(fig)
     from matplotlib.lines import Line2D
 
-    with pytest.raises(ImageError, match="lonely is a matplotlib Line2D on no figure"):
+    with pytest.raises(ImageError, match=r"lonely \(matplotlib Line2D\) is on no figure; pass"):
         to_image(Line2D([0], [0]), "lonely")
 
 
@@ -351,6 +351,9 @@ def test_svg_is_refused_as_bytes_and_as_a_path(tmp_path):
     plain_svg.write_bytes(SVG.split(b"\n", 1)[1])
     with pytest.raises(ImageError, match=rf"^drawing.png: {hint}"):
         to_image(plain_svg, "drawing.png")
+    doctype = b'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN">\n' + SVG.split(b"\n", 1)[1]
+    with pytest.raises(ImageError, match=rf"^inkscape: {hint}"):
+        to_image(doctype, "inkscape")
 
 
 def test_wrong_array_shapes_and_dtypes():
@@ -376,6 +379,14 @@ def test_a_200_megapixel_image_is_refused_without_decoding_it(tmp_path):
         to_image(png_header_only(10_000, 6_000), "big")
     with pytest.raises(ImageError, match=r"^huge is 8000×8000 pixels"):
         to_image(Image.new("1", (8000, 8000)), "huge")
+    # A figure or an array that large is refused before it is drawn or copied.
+    poster = plt.figure(figsize=(100, 100), dpi=100)
+    plt.close(poster)
+    with pytest.raises(ImageError, match=r"^poster is 10000×10000 pixels \(100 megapixels\)"):
+        to_image(poster, "poster")
+    wide = np.broadcast_to(np.uint8(0), (20_000, 10_000))  # a view: no 200 MB allocated
+    with pytest.raises(ImageError, match=r"^wide is 10000×20000 pixels \(200 megapixels\)"):
+        to_image(wide, "wide")
 
 
 def test_empty_bytes_and_other_values():
@@ -384,3 +395,28 @@ def test_empty_bytes_and_other_values():
     with pytest.raises(ImageError, match=r"^x is a dict, not an image; pass a PIL image"):
         to_image({"a": 1}, "x")
     assert issubclass(ImageError, OptionError)
+
+
+def test_without_pillow_the_message_says_how_to_install_it():
+    """Pillow blocked in a fresh interpreter, as if it were not installed."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys\n"
+        "sys.modules['PIL'] = None\n"
+        "from localmind_jupyter.core.images import ImageError, is_image_value, to_image\n"
+        "assert is_image_value(b'\\x89PNG\\r\\n\\x1a\\n....')\n"
+        "try:\n"
+        "    to_image(b'\\x89PNG\\r\\n\\x1a\\n....', 'fig')\n"
+        "except ImageError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == (
+        "reading images needs pillow: pip install 'localmind-jupyter[vision]'"
+    )

@@ -158,3 +158,29 @@ def test_a_numpy_array_is_an_image(server):
     answer = backend(server).generate("x", VISION, images=[array])
     assert from_base64(chats(server)[-1]["messages"][-1]["images"][0]).size == (30, 20)
     assert answer.text == "I see a 30×20 image; its most common colour is pure blue (#0000ff)."
+
+
+def test_a_figure_in_a_conversation_is_sent_again_with_the_next_prompt(server):
+    from matplotlib.figure import Figure
+
+    from localmind_jupyter.core.conversation import Conversation
+    from localmind_jupyter.core.images import to_image
+
+    figure = Figure(figsize=(30, 10), dpi=100)  # 3000×1000, a little less once cropped
+    figure.add_subplot().bar([1, 2, 3], [3, 1, 2], width=0.9)
+    image = to_image(figure, "fig")
+    assert image.width > 2048
+    size = (2048, round(image.height * 2048 / image.width))
+    ollama = backend(server)
+    first = ollama.generate("Explain this plot", VISION, images=[image])
+    assert first.text == (
+        f"I see a {size[0]}×{size[1]} image; the background is white and its most common "
+        "other colour is blue (#1f77b4)."
+    )
+    chat = Conversation("ollama", VISION)
+    chat.add("Explain this plot", first.text, images=[image])
+    second = ollama.generate("Which bar is tallest?", VISION, messages=chat.messages)
+    earlier, answer, new = chats(server)[-1]["messages"]
+    assert from_base64(earlier["images"][0]).size == size
+    assert (answer["content"], "images" in new) == (first.text, False)
+    assert second.text == "You said: Which bar is tallest?"  # no image on the new turn

@@ -144,7 +144,7 @@ class AnthropicBackend(RemoteAPIBackend["anthropic.Anthropic"]):
             request,
             status_code(exc),
             redact(api_message(exc), self._api_key),
-            server=self.base_url,
+            server=redact(self.base_url),
             backend=self.name,
             refusal=_vision.cannot_see(self, request.model),
         )

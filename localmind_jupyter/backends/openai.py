@@ -179,7 +179,12 @@ class OpenAIBackend(RemoteAPIBackend["openai.OpenAI"]):
         message = redact(api_message(exc), self._api_key)
         refusal = _vision.cannot_see(self, request.model)
         error = image_refusal(
-            request, status, message, server=self.base_url, backend=self.name, refusal=refusal
+            request,
+            status,
+            message,
+            server=redact(self.base_url),
+            backend=self.name,
+            refusal=refusal,
         )
         if error is refusal:
             self._text_only.add(request.model)
