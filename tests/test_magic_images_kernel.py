@@ -226,3 +226,24 @@ def test_no_interpolate_leaves_the_placeholder_as_text(kernel, vision_server):
     run_ok(kernel, "%%localmind --no-interpolate --no-history\nDescribe {fig}")
     user = chats(vision_server)[-1]["messages"][-1]
     assert user["content"] == "Describe {fig}" and not user.get("images")
+
+
+def test_compare_shows_one_thumbnail_above_the_columns(kernel, vision_server):
+    from tests.test_magic_compare_kernel import view_messages
+
+    run_ok(kernel, FIGURE)
+    messages = run_ok(kernel, f"%%localmind {VISION} {TEXT_ONLY} --no-history\nColour of {{fig}}?")
+    shown = thumbnails(messages)
+    assert len(shown) == 1, "the same images go to every model: one thumbnail"
+    view = view_messages(messages)
+    outputs = of_type(messages, "display_data", "update_display_data")
+    assert outputs.index(next(m for m in outputs if m["content"] is shown[0])) < outputs.index(
+        view[0]
+    )
+    final = view[-1]["content"]
+    plain = final["data"]["text/plain"]
+    assert "red" in plain and "cannot read images" in plain
+    meta = final["metadata"]["localmind"]
+    assert [m["label"] for m in meta["images"]] == ["fig"]
+    assert all("images" not in m["parameters"] for m in meta["models"])
+    assert [b["model"] for b in chats(vision_server)] == ["llava:7b"]
