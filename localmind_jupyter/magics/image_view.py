@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import sys
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import safe_display
@@ -39,13 +38,29 @@ def images_metadata(images: list[ImageInput]) -> list[dict[str, Any]]:
     return [image.metadata() for image in images]
 
 
-@lru_cache(maxsize=64)
-def _thumbnail(data: bytes, edge: int) -> tuple[str, int, int]:
-    """(base64 PNG, width, height) of ``data`` shrunk to fit ``edge``; cached per image."""
+#: Thumbnails made, by (sha256, edge): a rerun of the cell does not draw them again. Only
+#: the small PNGs are kept, never the images themselves.
+_THUMBNAILS: dict[tuple[str, int], tuple[str, int, int]] = {}
+_KEEP = 64
+
+
+def _thumbnail(image: ImageInput, edge: int) -> tuple[str, int, int]:
+    """(base64 PNG, width, height) of ``image`` shrunk to fit ``edge``."""
+    key = (image.sha256, edge)
+    made = _THUMBNAILS.get(key)
+    if made is None:
+        made = _THUMBNAILS[key] = _draw(image.data, edge)
+        while len(_THUMBNAILS) > _KEEP:
+            del _THUMBNAILS[next(iter(_THUMBNAILS))]
+    return made
+
+
+def _draw(data: bytes, edge: int) -> tuple[str, int, int]:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as source:
         source.seek(0)  # an animated GIF: its first frame
+        source.draft("RGB", (edge, edge))  # a large JPEG: decoded at a fraction of its size
         picture = source.convert("RGBA" if "A" in source.getbands() else "RGB")
     picture.thumbnail((edge, edge), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
@@ -54,7 +69,7 @@ def _thumbnail(data: bytes, edge: int) -> tuple[str, int, int]:
 
 
 def _figure(number: int, image: ImageInput) -> str:
-    encoded, width, height = _thumbnail(image.data, THUMBNAIL_EDGE)
+    encoded, width, height = _thumbnail(image, THUMBNAIL_EDGE)
     label = safe_display.escape(image.label)
     title = safe_display.escape(image_line(number, image))
     return (
