@@ -131,6 +131,15 @@ def test_batch_attaches_each_rows_image(ip, vision, capsys, tmp_path):  # noqa: 
     users = sorted((b["messages"][-1] for b in chat_bodies(vision)), key=lambda u: u["content"])
     assert [u["content"] for u in users] == ["Image one: [image 1]", "Image two: [image 1]"]
     assert all(sizes(u) == [(40, 30)] for u in users)
+    # A rerun answers from the log (the key holds each row's image hash); another image in
+    # a row is another request.
+    ask(ip, "--over df --into answer", "Image {n}: {img}")
+    assert "(2 from the answer log)" in capsys.readouterr().out
+    (tmp_path / "g.png").write_bytes(png((0, 255, 0)))
+    ip.user_ns["df"].loc[1, "img"] = tmp_path / "g.png"
+    ask(ip, "--over df --into answer", "Image {n}: {img}")
+    assert "(1 from the answer log)" in capsys.readouterr().out
+    assert "pure green" in ip.user_ns["df"]["answer"][1]
 
 
 def test_batch_image_option_goes_to_every_row_and_a_column_is_named_in_the_template(
