@@ -108,7 +108,8 @@ def batch(
     backend, model_name = session.resolve(model, None)
     if wanted is None:
         wanted = default_concurrency(backend, session.loader.config)
-    backend.build_request(inputs.prompts[0], model_name, **options)  # bad options: no bar yet
+    sample = inputs.sample_row()  # bad options (a model that cannot see): no bar yet
+    backend.build_request(inputs.prompts[sample], model_name, **inputs.options_for(sample, options))
     cancel = threading.Event()
     display = _display(progress, len(inputs.prompts), cancel, f"{backend.name}:{model_name}")
     on_progress = display.update if display is not None else None

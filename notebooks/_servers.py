@@ -5,7 +5,9 @@ LocalMind's defaults just work. The notebooks must also run in CI and in a class
 without network or GPU, so they start the repository's loopback test servers
 (``tests/servers/``) inside the kernel instead. The servers speak the real wire
 protocols, but their models are fakes: they answer ``You said: <your prompt>`` and a
-download moves about a megabyte of nothing.
+download moves about a megabyte of nothing. A stand-in vision model (``vision=``)
+answers what it sees in the image it received: its size and its main colour, computed
+from the pixels, so the answer depends on the image and is the same every run.
 
     import _servers
 
@@ -36,18 +38,27 @@ def _servers_package() -> None:
         sys.path.insert(0, str(REPO))
 
 
-def start_ollama(installed: list[str] | None = None, **options: Any) -> Any:
+def start_ollama(
+    installed: list[str] | None = None, vision: list[str] | None = None, **options: Any
+) -> Any:
     """An Ollama stand-in on a free loopback port; ``.url`` is its address.
 
     ``installed``: the models it has (default ``smollm:135m`` and ``qwen2.5:0.5b``).
-    It can download ``tinyllama``, ``qwen2.5:0.5b`` and ``all-minilm``, about 1 MB each.
-    Other options go to ``OllamaTestServer`` (e.g. ``pull_delay`` after start).
+    ``vision``: vision models it has too (e.g. ``["llava:7b"]``), whose answer describes
+    the image sent. It can download ``tinyllama``, ``qwen2.5:0.5b`` and ``all-minilm``,
+    about 1 MB each. Other options go to ``OllamaTestServer`` (e.g. ``pull_delay``).
     """
     _servers_package()
-    from tests.servers.ollama_server import FakeModel, OllamaTestServer
+    from tests.servers.ollama_server import (
+        FakeModel,
+        OllamaTestServer,
+        default_models,
+        vision_model,
+    )
 
-    if installed is not None:
-        options["models"] = [FakeModel(name) for name in installed]
+    if installed is not None or vision:
+        text = default_models() if installed is None else [FakeModel(n) for n in installed]
+        options["models"] = [*text, *(vision_model(name) for name in vision or ())]
     server = OllamaTestServer(**options).start()
     atexit.register(server.stop)
     return server

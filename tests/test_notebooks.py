@@ -150,6 +150,7 @@ def test_the_notebooks_are_there():
         "05-python-api.ipynb",
         "06-structured-output.ipynb",
         "07-which-model.ipynb",
+        "08-ask-about-a-plot.ipynb",
     ]
     readme = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
     for name in names:

@@ -3,6 +3,10 @@
 Everything is checked before the first request, so a typo in a template or a stray ``None``
 in row 4,000 is one clear ``OptionError``, not a half-spent batch. pandas is never imported
 here: a Series or DataFrame is recognised by its module, and only its own methods are used.
+
+A template's ``{column}`` whose value in a row is an image (a PIL image, PNG bytes, a
+``pathlib.Path``...) is attached to that row's prompt as the magic attaches ``{fig}``: the
+text gets ``[image N]`` and the row's request its images (``BatchInputs.options_for``).
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError
+from ._attach import Attachments
 from .interpolation import interpolate
+
+if TYPE_CHECKING:
+    from .images import ImageInput
 
 _HEAD = re.compile(r"[^\W\d]\w*")
 
@@ -25,6 +33,22 @@ class BatchInputs:
     prompts: list[str]
     #: The Series' or DataFrame's index (None for a plain iterable): ``to_pandas()`` uses it.
     index: Any = None
+    #: Each row's images from its ``{column}`` placeholders; None when no row attaches one.
+    images: list[list[ImageInput]] | None = None
+
+    def options_for(self, row: int, options: dict[str, Any]) -> dict[str, Any]:
+        """The options of one row's request: its own images first (its ``[image N]``
+        markers count from 1), then the images every row shares."""
+        own = self.images[row] if self.images is not None else None
+        if not own:
+            return options
+        return {**options, "images": [*own, *(options.get("images") or ())]}
+
+    def sample_row(self) -> int:
+        """The row whose request is checked before the batch starts: the first with images
+        (so a model that cannot see is refused before anything is sent), else row 0."""
+        rows = self.images or []
+        return next((row for row, own in enumerate(rows) if own), 0)
 
     def label(self, row: int) -> str:
         """How to name a row in a message: its position, and its index label if it differs."""
@@ -107,18 +131,25 @@ def _from_frame(frame: Any, template: str) -> BatchInputs:
         )
     inputs = BatchInputs([], frame.index)
     records = frame[heads].to_dict("records")
-    prompts = [_fill(template, record, inputs, i, heads) for i, record in enumerate(records)]
-    return BatchInputs(prompts, frame.index)
+    filled = [_fill(template, record, inputs, i, heads) for i, record in enumerate(records)]
+    images = [own for _text, own in filled]
+    return BatchInputs(
+        [text for text, _own in filled], frame.index, images if any(images) else None
+    )
 
 
 def _fill(
     template: str, namespace: Mapping[str, Any], inputs: BatchInputs, row: int, heads: list[str]
-) -> str:
-    filled = interpolate(template, namespace)
+) -> tuple[str, list[ImageInput]]:
+    attachments = Attachments()
+    try:
+        filled = interpolate(template, namespace, attach=attachments.attach)
+    except OptionError as exc:  # ImageError: a bad image in this row
+        raise type(exc)(f"{inputs.label(row)}: {exc}") from None
     if filled.missing:
         shown = ", ".join("{" + m + "}" for m in filled.missing)
         raise OptionError(
             f"{inputs.label(row)}: the template's {shown} cannot be filled from that row "
             f"(placeholders read {', '.join(heads)})"
         )
-    return filled.text
+    return filled.text, attachments.images

@@ -97,7 +97,10 @@ def run_batch(
     log are answered from it; only the others are sent. ``retry``: how a row whose request
     failed retryably (429, 5xx, a connection lost before any text) is sent again.
     """
-    request = backend.build_request(inputs.prompts[0], model, **options)
+    sample = inputs.sample_row()
+    request = backend.build_request(
+        inputs.prompts[sample], model, **inputs.options_for(sample, options)
+    )
     runner = _Runner(backend, model, inputs, options, cancel or threading.Event(), on_progress)
     runner.policy = retry or RetryPolicy()
     runner.resumable = log is not None
@@ -133,6 +136,7 @@ class _Runner:
     ) -> None:
         self.backend = backend
         self.model = model
+        self.inputs = inputs
         self.prompts = inputs.prompts
         self.options = options
         self.cancel = cancel
@@ -153,7 +157,10 @@ class _Runner:
     def answer_from(self, log: AnswerLog) -> None:
         """Resume: the rows the log has a successful answer for (one query for all keys)."""
         name = self.backend.name
-        requests = [self.backend.build_request(p, self.model, **self.options) for p in self.prompts]
+        requests = [
+            self.backend.build_request(p, self.model, **self.inputs.options_for(row, self.options))
+            for row, p in enumerate(self.prompts)
+        ]
         keys = [request_key(name, r) for r in requests]
         found = log.answered(keys)
         if not found:
@@ -173,7 +180,7 @@ class _Runner:
             self._report(force=True)
             if todo:
                 chunk = self.backend.batch_size
-                if chunk > 1:
+                if chunk > 1 and self.inputs.images is None:  # rows with images: one by one
                     jobs = [self._chunks(todo, chunk)]
                 else:
                     rows = iter(todo)
@@ -322,7 +329,8 @@ class _Runner:
 
     def _attempt(self, row: int) -> ModelResponse:
         """Stream one answer, reading until it ends or cancel is set (then close it)."""
-        stream = self.backend.generate_stream(self.prompts[row], self.model, **self.options)
+        options = self.inputs.options_for(row, self.options)
+        stream = self.backend.generate_stream(self.prompts[row], self.model, **options)
         with self.lock:
             self.streams[row] = stream
         try:

@@ -12,6 +12,10 @@ What is filled (only outside other braces and outside f-string literals):
 * ``{Err[3]}``: the error cell 3 raised, from the ``errors`` mapping, as ``"Type: message"``;
 * ``{{`` and ``}}``: a literal ``{`` and ``}``.
 
+With ``attach``, a value the callback takes (an image, for a vision model) is not
+stringified: the callback returns the text that stands in its place (``[image 1]``) and
+keeps the value. The core holds no front-end logic: which values are taken is the caller's.
+
 Everything else in braces (dicts, sets, comprehensions, ``{ name }`` with spaces, ``{x!r}``,
 ``{0}``, ``{}``, unbalanced or nested braces) is text. A placeholder that cannot be filled stays
 as written and is listed in ``missing``. Values are inserted once and never re-interpolated.
@@ -22,11 +26,16 @@ from __future__ import annotations
 import keyword
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Interpolated", "describe_missing", "interpolate"]
+__all__ = ["Attach", "Interpolated", "describe_missing", "interpolate"]
+
+#: ``attach(value, expression)``: the text to insert instead of ``str(value)`` (a marker such
+#: as ``"[image 1]"``) when the caller takes the value, else None. What it raises (a bad
+#: image) propagates: the prompt must not be sent without the value it names.
+Attach = Callable[[object, str], str | None]
 
 
 @dataclass(frozen=True)
@@ -88,11 +97,13 @@ def interpolate(
     namespace: Mapping[str, Any],
     *,
     errors: Mapping[int, BaseException] | None = None,
+    attach: Attach | None = None,
 ) -> Interpolated:
     """Fill the placeholders of ``template`` from ``namespace``; never raises on any text.
 
     ``errors`` maps execution counts to the exception that cell raised, for ``{Err[n]}``; when it
-    is ``None``, ``Err`` is an ordinary name looked up in ``namespace``.
+    is ``None``, ``Err`` is an ordinary name looked up in ``namespace``. ``attach`` is offered
+    every value first (see ``Attach``); only what it raises can escape.
 
     One regex scan pairs the braces of the text (so a placeholder inside a dict literal or code
     block is seen as part of it, and the ``}}`` closing a nested dict is not an escape); then
@@ -116,7 +127,7 @@ def interpolate(
                 continue
             value = values.get(text, values)
             if value is values:
-                value = values[text] = _resolve(text, namespace, errors)
+                value = values[text] = _text(_resolve(text, namespace, errors), text, attach)
             if value is _NOT_PLACEHOLDER:
                 continue
             if value is _UNFILLED:
@@ -185,10 +196,25 @@ def _scan(template: str) -> tuple[list[tuple[int, int, str, int]], list[int]]:
     return events, [offset for offset in stack if offset != _ESC_MARK]
 
 
+def _text(value: object, expr: str, attach: Attach | None) -> object:
+    """What goes in the placeholder's place: the marker ``attach`` gives, else ``str(value)``
+    (``_UNFILLED`` when that raises); the two sentinels pass through."""
+    if value is _UNFILLED or value is _NOT_PLACEHOLDER:
+        return value
+    if attach is not None:
+        marker = attach(value, expr)
+        if marker is not None:
+            return marker
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a prompt must never fail on a bad placeholder
+        return _UNFILLED
+
+
 def _resolve(
     expr: str, namespace: Mapping[str, Any], errors: Mapping[int, BaseException] | None
 ) -> object:
-    """The text for one placeholder, ``_UNFILLED``, or ``_NOT_PLACEHOLDER`` for ``{None}`` etc.
+    """The value of one placeholder, ``_UNFILLED``, or ``_NOT_PLACEHOLDER`` for ``{None}`` etc.
 
     Only ``getattr`` and ``getitem``: a placeholder cannot call anything, though a property or a
     ``__getitem__`` it reaches runs as it would in the notebook. Any exception means unfilled.
@@ -211,7 +237,7 @@ def _resolve(
         for trailer in trailers:
             attr, key = trailer.groups()
             obj = getattr(obj, attr) if attr is not None else obj[_key(key)]
-        return _format_error(obj) if as_error else str(obj)
+        return _format_error(obj) if as_error else obj
     except Exception:  # noqa: BLE001 - a prompt must never fail on a bad placeholder
         return _UNFILLED
 

@@ -11,6 +11,10 @@ Rows are independent prompts: the conversation's history is never sent with a ro
 rows do not join it, so ``--no-history`` is implied (and accepted). Flags that only say how
 one streamed answer is shown are refused: ``-f`` (the column holds the text; ``--schema``
 gives fields) and ``--no-interpolate`` (every row would get the same prompt).
+
+Images: a ``{column}`` whose row values are images (PIL images, PNG bytes, ``pathlib.Path``
+objects...) attaches each row's own image (the core does it as it fills the row);
+``--image NAME_OR_PATH`` attaches one notebook image or file to every row.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ def run_batch_cell(magic: LocalMind, args: Namespace, cell: str, spec: str | Non
         options = sampling_options(args)
         options.update(structured_options(args, shell.user_ns, "text", capabilities))
         _check_outputs(args, template, frame, options.get("schema"))
+        images = _shared_images(args, frame, shell.user_ns)
+        if images:
+            options["images"] = images
     except (FlagError, LocalMindError) as exc:
         magic._say(str(exc), error=True)
         return
@@ -120,6 +127,23 @@ def _checked(args: Namespace, cell: str, namespace: Mapping[str, Any]) -> tuple[
             "where each row's value goes"
         )
     return frame, template
+
+
+def _shared_images(args: Namespace, frame: Any, namespace: Mapping[str, Any]) -> list[Any]:
+    """``--image``: the same images for every row; a column is named in the template."""
+    from ..core._attach import Attachments
+    from .prompt_images import add_named_image
+
+    attachments = Attachments()
+    for item in args.image or ():
+        if item not in namespace and item in frame.columns:
+            raise FlagError(
+                f"--image {item}: {item} is a column of {args.over}; write {{{item}}} in the "
+                "template where each row's image goes (a column of images or of "
+                "pathlib.Path objects: df[col].map(Path))"
+            )
+        add_named_image(attachments, item, namespace)
+    return list(attachments.images)
 
 
 def _read_columns(template: str, frame: Any) -> set[str]:

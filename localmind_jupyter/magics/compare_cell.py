@@ -25,7 +25,8 @@ from .compare_view import (
     stats_line,
     summary_rows,
 )
-from .interpolation import describe_missing, interpolate
+from .image_view import images_metadata, show_images
+from .prompt_images import cell_prompt
 from .render import finalize
 from .request_options import FlagError, sampling_options, structured_options
 from .tables import Table
@@ -53,11 +54,14 @@ def run_compare_cell(magic: LocalMind, args: Namespace, cell: str, specs: list[s
         check_specs(specs)
         if args.no_stream:
             raise FlagError("--no-stream cannot be used when comparing models: columns stream")
-        prompt = _prompt(magic, args, cell)
-        if prompt is None:
+        asked = cell_prompt(magic, args, cell)
+        if asked is None:
             return
+        prompt, images = asked
         targets = resolve_targets(specs, lambda s: session.resolve(s, magic.default_model))
         shared = sampling_options(args)
+        if images:
+            shared["images"] = images  # the same images to every model
         for target in targets:
             if target.backend is None:
                 continue
@@ -71,6 +75,7 @@ def run_compare_cell(magic: LocalMind, args: Namespace, cell: str, specs: list[s
         return
     conversations = _histories(magic, args, targets)
 
+    show_images(images, notebook=magic._in_kernel())
     columns = [Column(t.backend_name, t.model) for t in targets]
     remote_images = session.loader.config.display.remote_images
     view: _NotebookColumns | _TerminalColumns
@@ -86,6 +91,8 @@ def run_compare_cell(magic: LocalMind, args: Namespace, cell: str, specs: list[s
         "models": [_model_metadata(t, a, shared) for t, a in zip(targets, answers, strict=True)],
         "stopped": stopped,
     }
+    if images:
+        metadata["images"] = images_metadata(images)
     view.finish(metadata)
     show_stats = magic.show_stats if args.stats is None else args.stats
     if show_stats:
@@ -101,24 +108,7 @@ def run_compare_cell(magic: LocalMind, args: Namespace, cell: str, specs: list[s
     for conversation, answer in zip(conversations, answers, strict=True):
         ended = answer.finish_reason not in ("error", "cancelled")
         if conversation is not None and ended and answer.text:
-            conversation.add(prompt, answer.text)
-
-
-def _prompt(magic: LocalMind, args: Namespace, cell: str) -> str | None:
-    """The cell filled once from the notebook: every model gets the same prompt."""
-    shell = magic.shell
-    assert shell is not None
-    prompt = cell.strip("\n")
-    if not args.no_interpolate:
-        filled = interpolate(prompt, shell.user_ns, errors=magic.session.cell_errors)
-        prompt = filled.text
-        missing = describe_missing(filled.missing)
-        if missing:
-            magic._say(missing)
-    if not prompt.strip():
-        magic._say("the cell is empty: write the prompt below %%localmind", error=True)
-        return None
-    return prompt
+            conversation.add(prompt, answer.text, images=images)
 
 
 def _histories(magic: LocalMind, args: Namespace, targets: list[CompareTarget]) -> list[Any]:

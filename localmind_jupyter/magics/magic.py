@@ -18,12 +18,13 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 
 from ..backends.base import ModelResponse
 from ..core.answer_log import answer_source
-from ..errors import GenerationError, LocalMindError, ModelNotFound
+from ..errors import GenerationError, LocalMindError, ModelNotFound, OptionError
 from ..secrets import redact
 from ..session import KernelSession, get_session
 from .commands import LineCommands
-from .interpolation import describe_missing, interpolate
+from .image_view import images_metadata, show_images
 from .output_name import output_name_problem
+from .prompt_images import cell_prompt
 from .render import FORMATS, Final, NotebookView, TerminalView, finalize
 from .request_options import THINK_LEVELS, FlagError, sampling_options, structured_options
 from .thinking import parsed_bundle, stats_of
@@ -54,7 +55,7 @@ def _stats_line(response: ModelResponse, stopped: bool) -> str:
 
 def _parameters(options: dict[str, Any]) -> dict[str, Any]:
     """The request's options as JSON-ready metadata: a pydantic schema by its name."""
-    shown = {k: v for k, v in options.items() if k != "messages"}
+    shown = {k: v for k, v in options.items() if k not in ("messages", "images")}
     schema = shown.get("schema")
     if isinstance(schema, type):
         shown["schema"] = schema.__name__
@@ -119,6 +120,12 @@ class LocalMind(LineCommands, Magics):
     @argument("--no-stream", action="store_true", help="show the answer only when complete")
     @argument("--no-history", action="store_true", help="send this prompt alone")
     @argument("--no-interpolate", action="store_true", help="leave {name} as written")
+    @argument(
+        "--image",
+        action="append",
+        metavar="NAME_OR_PATH",
+        help="attach an image: a variable, else a file (repeatable)",
+    )
     @argument("--over", metavar="DF", help="a DataFrame: the cell is a template run per row")
     @argument("--into", metavar="COLUMN", help="with --over: the column the answers fill")
     @argument("--concurrency", type=int, metavar="N", help="with --over: rows sent at once")
@@ -141,8 +148,10 @@ class LocalMind(LineCommands, Magics):
                                            explain, version
 
         {name}, {In[3]}, {Out[3]} and {Err[3]} in the prompt are filled from the
-        notebook ({{ and }} give literal braces). Consecutive cells to the same
-        model form a conversation; `%localmind reset` forgets it.
+        notebook ({{ and }} give literal braces); a {name} or {Out[3]} that is an
+        image (a matplotlib figure, a PIL image...) is attached for a vision model,
+        as is each --image. Consecutive cells to the same model form a
+        conversation; `%localmind reset` forgets it.
         """
         if cell is None:
             self._line_command(line)
@@ -203,18 +212,13 @@ class LocalMind(LineCommands, Magics):
             run_batch_cell(self, args, cell, spec)
             return
 
-        prompt = cell.strip("\n")
-        if not args.no_interpolate:
-            filled = interpolate(prompt, shell.user_ns, errors=self.session.cell_errors)
-            prompt = filled.text
-            missing = describe_missing(filled.missing)
-            if missing:
-                self._say(missing)
-        if not prompt.strip():
-            self._say("the cell is empty: write the prompt below %%localmind", error=True)
+        asked = cell_prompt(self, args, cell)
+        if asked is None:
             return
-
+        prompt, images = asked
         options = sampling_options(args)
+        if images:
+            options["images"] = images
         try:
             backend, model = self.session.resolve(spec, self.default_model)
         except LocalMindError as exc:
@@ -233,6 +237,13 @@ class LocalMind(LineCommands, Magics):
             conversation = self.session.history_for(backend.name, model, self.max_history)
             if conversation.messages:
                 options["messages"] = list(conversation.messages)
+        if images:
+            try:  # a model that cannot see is refused before the thumbnails are shown
+                backend.build_request(prompt, model, **options)
+            except OptionError as exc:  # other faults: as any request's, below
+                self._say(str(exc), error=True)
+                return
+            show_images(images, notebook=self._in_kernel())
 
         remote_images = self.session.loader.config.display.remote_images
         view: NotebookView | TerminalView
@@ -303,6 +314,8 @@ class LocalMind(LineCommands, Magics):
             "stopped": stopped,
             "error": str(failure) if failure else None,
         }
+        if images:
+            metadata["images"] = images_metadata(images)
         view.finish(text, final, metadata)
         if final.note:
             self._say(final.note)
@@ -319,7 +332,7 @@ class LocalMind(LineCommands, Magics):
         shell.user_ns["_localmind"] = response
         self.session.last_response = response
         if conversation is not None and failure is None and not stopped and text:
-            conversation.add(prompt, text)
+            conversation.add(prompt, text, images=images)
         show_stats = self.show_stats if args.stats is None else args.stats
         if show_stats:
             view.footer(_stats_line(response, stopped))
