@@ -263,3 +263,4 @@ def test_import_and_default_backends_import_no_heavy_library(isolated_home):
     )
     loaded = set(json.loads(out.stdout))
     assert not loaded & {"torch", "transformers", "openai", "anthropic", "huggingface_hub"}
+    assert not loaded & {"PIL", "numpy", "matplotlib"}  # images: on the first one only

@@ -44,7 +44,9 @@ def refuse_unsupported(
     schema: object = None,
     json_mode: bool = False,
     think: object = None,
+    images: bool = False,
     model: str = "",
+    vision_example: str = "",
 ) -> None:
     """An option the backend declared it cannot honour fails loudly instead of being dropped."""
     if seed is not None and not capabilities.seed:
@@ -66,4 +68,12 @@ def refuse_unsupported(
     if think not in (None, False) and not capabilities.thinking:
         raise OptionError(
             f"{which} has no separate thinking; leave think out, or pick a reasoning model"
+        )
+    if images and not capabilities.images:
+        example = f"e.g. {vision_example!r} " if vision_example else ""
+        named = repr(model) if model else "the model"
+        raise OptionError(
+            f"{named} on {display_name} cannot read images (it is a text-only "
+            f"model); pick a vision model, {example}(`%localmind models --tag vision`), or "
+            "leave the images out"
         )

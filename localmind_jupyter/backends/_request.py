@@ -11,8 +11,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, InstanceOf, ValidationError, field_validator
 
+from ..core.images import ImageError, ImageInput, is_image_value, to_image
 from ..errors import OptionError
 from ._schema import OutputSchema, output_schema
 
@@ -29,6 +30,7 @@ COMMON_OPTIONS: frozenset[str] = frozenset(
         "schema",
         "json_mode",
         "think",
+        "images",
         "options",
     }
 )
@@ -59,7 +61,8 @@ class GenerationRequest(BaseModel):
     prompt: str = ""
     model: str = ""
     system: str | None = None
-    messages: list[dict[str, str]] = []
+    #: Earlier turns: ``role`` and ``content``, and on user turns maybe ``images``.
+    messages: list[dict[str, Any]] = []
     temperature: float | None = None
     max_tokens: int | None = None
     top_p: float | None = None
@@ -72,6 +75,9 @@ class GenerationRequest(BaseModel):
     json_mode: bool = False
     #: Reasoning: on, off, or a level; None leaves it to the model.
     think: bool | str | None = None
+    #: Images on the new user turn; a ``[image N]`` marker in the prompt says where each
+    #: stood (``_image_parts.user_parts``).
+    images: list[InstanceOf[ImageInput]] = []
     extra: dict[str, Any] = {}
 
     @classmethod
@@ -91,8 +97,9 @@ class GenerationRequest(BaseModel):
                 f"{supported}"
             )
         fields = {k: v for k, v in options.items() if k in COMMON_OPTIONS and v is not None}
-        if not fields.get("messages", True):
-            del fields["messages"]  # an empty value means no earlier turns, as before
+        for empty in ("messages", "images"):
+            if not fields.get(empty, True):
+                del fields[empty]  # an empty value means none, as before
         extra = {k: v for k, v in options.items() if k in extra_allowed}
         extra.update(_passthrough(fields.pop("options", None), extra, extra_allowed))
         if "schema" in fields:
@@ -102,16 +109,32 @@ class GenerationRequest(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             error = (first.get("ctx") or {}).get("error")
+            if isinstance(error, ImageError):
+                raise error from None  # its own type: front ends tell image faults apart
             raise OptionError(str(error) if error is not None else first["msg"]) from None
 
     def chat_messages(self, prompt: str | None = None) -> list[dict[str, str]]:
-        """System prompt, earlier turns, then the new user turn."""
-        messages: list[dict[str, str]] = []
+        """System prompt, earlier turns, then the new user turn: text only (images left out)."""
+        return [{"role": t["role"], "content": t["content"]} for t in self.chat_turns(prompt)]
+
+    def chat_turns(self, prompt: str | None = None) -> list[dict[str, Any]]:
+        """Like ``chat_messages``, with ``images`` (``ImageInput`` list) on the user turns
+        that have some, the new one included: what a vision backend sends.
+        """
+        turns: list[dict[str, Any]] = []
         if self.system:
-            messages.append({"role": "system", "content": self.system})
-        messages.extend(self.messages)
-        messages.append({"role": "user", "content": self.prompt if prompt is None else prompt})
-        return messages
+            turns.append({"role": "system", "content": self.system})
+        turns.extend(dict(t) for t in self.messages)
+        new: dict[str, Any] = {"role": "user", "content": self.prompt if prompt is None else prompt}
+        if self.images:
+            new["images"] = list(self.images)
+        turns.append(new)
+        return turns
+
+    @property
+    def has_images(self) -> bool:
+        """Whether any turn, earlier or new, carries an image (the model must see)."""
+        return bool(self.images) or any(t.get("images") for t in self.messages)
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -132,7 +155,8 @@ class GenerationRequest(BaseModel):
     def _messages(cls, value: Any) -> Any:
         if not isinstance(value, list):
             raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
-        for turn in value:
+        turns: list[dict[str, Any]] = []
+        for number, turn in enumerate(value, 1):
             if (
                 not isinstance(turn, Mapping)
                 or turn.get("role") not in _ROLES
@@ -142,7 +166,21 @@ class GenerationRequest(BaseModel):
                     "each entry of messages must be a dict with role 'system', 'user' or "
                     f"'assistant' and string content; got {turn!r:.80}"
                 )
-        return [{"role": t["role"], "content": t["content"]} for t in value]
+            kept: dict[str, Any] = {"role": turn["role"], "content": turn["content"]}
+            if turn.get("images"):
+                if turn["role"] != "user":
+                    raise ValueError(
+                        f"messages[{number - 1}] is a {turn['role']} turn with images; "
+                        "only user turns carry images"
+                    )
+                kept["images"] = _images(turn["images"], f"messages[{number - 1}] image")
+            turns.append(kept)
+        return turns
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _image_list(cls, value: Any) -> Any:
+        return _images(value, "image")
 
     @field_validator("temperature", mode="before")
     @classmethod
@@ -203,6 +241,18 @@ class GenerationRequest(BaseModel):
         if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
             raise ValueError("stop must be a non-empty string or a list of non-empty strings")
         return list(stops)
+
+
+def _images(value: Any, what: str) -> list[ImageInput]:
+    """Each value read once (``ImageError`` names it: ``image 2``); one image may come bare."""
+    if is_image_value(value) and not isinstance(value, (list, tuple)):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(
+            f"images must be a list of images (PIL images, figures, arrays, bytes, paths), "
+            f"got {type(value).__name__}"
+        )
+    return [to_image(item, f"{what} {i}") for i, item in enumerate(value, 1)]
 
 
 def _passthrough(

@@ -10,9 +10,10 @@ import dataclasses
 import difflib
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..core.images import ImageLimits
 from ..errors import ConfigError, GenerationError
 from ..secrets import is_secret_key, register_settings
 from ._checks import check_generic_name, refuse_unsupported
@@ -115,6 +116,23 @@ class BackendSettings:
 
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
+    #: Images: the long edge (pixels) and encoded size (bytes) sent at most; None: the
+    #: backend's ``default_image_limits``. Keyword-only, so subclasses keep their order.
+    image_max_edge: int | None = field(default=None, kw_only=True)
+    image_max_bytes: int | None = field(default=None, kw_only=True)
+
+
+#: The smallest values the image settings take (smaller would send unreadable images).
+_IMAGE_MINIMUM = {"image_max_edge": 16, "image_max_bytes": 1024}
+
+
+def _check_image_settings(settings: BackendSettings, backend_name: str) -> None:
+    for name, least in _IMAGE_MINIMUM.items():
+        value = getattr(settings, name)
+        if value is not None and value < least:
+            key = f"backends.{backend_name}.settings.{name}"
+            raise ConfigError(f"{key}: must be at least {least} (got {value})", key=key)
+
 
 _ADAPTERS: dict[type[BackendSettings], TypeAdapter[BackendSettings]] = {}
 
@@ -180,6 +198,9 @@ class BaseBackend:
     batch_size: int = 1
     #: Told how every generation ended; the loader sets it to the answer log (None: off).
     answer_sink: AnswerSink | None = None
+    #: The image size the engine takes; settings ``image_max_edge``/``image_max_bytes``
+    #: override it per backend entry (``image_limits``).
+    default_image_limits: ClassVar[ImageLimits] = ImageLimits()
 
     def __init__(
         self,
@@ -196,6 +217,7 @@ class BaseBackend:
         fields = {f.name for f in dataclasses.fields(self.Settings)}
         inherited = {k: v for k, v in (defaults or {}).items() if k in fields and k not in settings}
         self.settings = dataclasses.replace(validated, **inherited) if inherited else validated
+        _check_image_settings(self.settings, self.name)
         self._lock = threading.Lock()
         self.setup()
 
@@ -209,6 +231,20 @@ class BaseBackend:
     def catalog_name(self) -> str | None:
         """Which shipped catalog lists models to offer (``catalogs/<name>.yaml``); None: none."""
         return self.type_name
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        """The limits images are prepared to for this backend: its defaults, or the settings."""
+        default = self.default_image_limits
+        edge = getattr(self.settings, "image_max_edge", None)
+        size = getattr(self.settings, "image_max_bytes", None)
+        if edge is None and size is None:
+            return default
+        return dataclasses.replace(
+            default,
+            max_edge=default.max_edge if edge is None else edge,
+            max_bytes=default.max_bytes if size is None else size,
+        )
 
     # --- availability -------------------------------------------------------------------------
     def check_availability(self) -> tuple[bool, str | None]:
@@ -258,7 +294,24 @@ class BaseBackend:
             think=request.think,
             model=model if own != self.capabilities else "",
         )
+        if request.has_images:
+            refuse_unsupported(
+                own,
+                self.display_name,
+                None,
+                images=True,
+                model=model,
+                vision_example=self._vision_example(),
+            )
         return request
+
+    def _vision_example(self) -> str:
+        """A model of this backend's catalog tagged ``vision``, to name in a refusal."""
+        from ._catalog import load_catalog
+
+        name = self.catalog_name
+        entries = load_catalog(name) if name else ()
+        return next((e.name for e in entries if "vision" in e.tags), "")
 
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         """The one method a backend writes: yield ``Started()`` once the request is sent

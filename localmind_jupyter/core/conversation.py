@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .images import ImageInput
 
 
 @dataclass
@@ -12,17 +17,21 @@ class Conversation:
     backend: str
     model: str
     max_turns: int = 10
-    messages: list[dict[str, str]] = field(default_factory=list)
+    #: User turns that had images keep them (``"images"``): later turns send them again.
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
     def is_for(self, backend: str, model: str) -> bool:
         return (self.backend, self.model) == (backend, model)
 
-    def add(self, prompt: str, answer: str) -> None:
-        """Record one exchange and drop the oldest beyond ``max_turns`` exchanges."""
-        self.messages += [
-            {"role": "user", "content": prompt},
-            {"role": "assistant", "content": answer},
-        ]
+    def add(self, prompt: str, answer: str, images: Sequence[ImageInput] = ()) -> None:
+        """Record one exchange and drop the oldest beyond ``max_turns`` exchanges.
+
+        ``images``: those the prompt carried; they stay with it, and so leave with it.
+        """
+        user: dict[str, Any] = {"role": "user", "content": prompt}
+        if images:
+            user["images"] = list(images)
+        self.messages += [user, {"role": "assistant", "content": answer}]
         keep = max(0, self.max_turns) * 2
         if len(self.messages) > keep:
             del self.messages[: len(self.messages) - keep]
