@@ -1,4 +1,4 @@
-"""The vision models of the shipped catalogs: tagged ``vision``, each GGUF one with its projector."""
+"""The vision models of the shipped catalogs: tagged ``vision``, each GGUF one with its mmproj."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,27 +99,30 @@ def test_a_bad_image_fails_before_loading(backend: GGUFBackend, tmp_path: Path) 
     assert str(backend._resolve("smol-eyes").key) not in backend.loaded_models()
 
 
-# --- the real path ---------------------------------------------------------------------------------
-def test_an_image_reaches_the_model_and_the_answer_streams(backend: GGUFBackend) -> None:
+# --- the real path -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def answers(backend: GGUFBackend) -> dict[str, Any]:
+    """One text-only answer, a red picture's (streamed) and a blue one's: each image costs
+    llama.cpp seconds on two busy cores, so the tests below share them."""
     text_only = backend.generate(ASK, "smol-eyes", max_tokens=4)
     stream = backend.generate_stream(ASK, "smol-eyes", images=[solid((255, 0, 0))], max_tokens=8)
     pieces = list(stream)
-    response = stream.response
-    assert response is not None and response.finish_reason in {"length", "stop"}
-    assert len(pieces) >= 2, "streamed piece by piece"
-    assert response.completion_tokens and response.completion_tokens <= 8
+    blue = backend.generate(ASK, "smol-eyes", images=[solid((0, 0, 255))], max_tokens=8)
+    return {"text": text_only, "pieces": pieces, "red": stream.response, "blue": blue}
+
+
+def test_an_image_reaches_the_model_and_the_answer_streams(answers: dict[str, Any]) -> None:
+    red = answers["red"]
+    assert red is not None and red.finish_reason in {"length", "stop"}
+    assert len(answers["pieces"]) >= 2, "streamed piece by piece"
+    assert red.completion_tokens and red.completion_tokens <= 8
     # The image's 16 patch embeddings were decoded as prompt positions of their own.
-    assert response.prompt_tokens is not None and text_only.prompt_tokens is not None
-    assert response.prompt_tokens >= text_only.prompt_tokens + 16
+    assert red.prompt_tokens is not None and answers["text"].prompt_tokens is not None
+    assert red.prompt_tokens >= answers["text"].prompt_tokens + 16
 
 
-def test_the_answer_depends_on_the_image(backend: GGUFBackend) -> None:
-    def answer(color: tuple[int, int, int]) -> str:
-        return backend.generate(ASK, "smol-eyes", images=[solid(color)], max_tokens=10).text
-
-    red, blue = answer((255, 0, 0)), answer((0, 0, 255))
-    assert red != blue
-    assert answer((255, 0, 0)) == red, "greedy: the same image gives the same answer"
+def test_the_answer_depends_on_the_image(answers: dict[str, Any]) -> None:
+    assert answers["red"].text != answers["blue"].text, "greedy: only the picture differs"
 
 
 def test_cancel_from_another_thread_stops_an_image_answer(backend: GGUFBackend) -> None:
@@ -151,10 +155,46 @@ def test_a_broken_projector_fails_clearly_and_leaves_nothing_loaded(
 ) -> None:
     pytest.importorskip("llama_cpp")
     projector = models["eyes"] if file == "model" else models["broken"] / file
-    b = GGUFBackend(
-        {"model_dirs": [str(models["seeing"])], "mmproj": {"plain": str(projector)}}
-    )
+    b = GGUFBackend({"model_dirs": [str(models["seeing"])], "mmproj": {"plain": str(projector)}})
     assert b.model_capabilities("plain").images is True  # named, so it counts as seeing
     with pytest.raises((GenerationError, ModelNotFound), match=message):
         b.generate(ASK, "plain", images=[solid((255, 0, 0))], max_tokens=2)
     assert b.loaded_models() == []
+
+
+# --- downloads -----------------------------------------------------------------------------------
+def test_pulling_a_catalog_vision_model_fetches_its_projector_too(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The catalog's SmolVLM entry from a loopback Hub serving the tiny pair under its names:
+    one download of both files (bytes add up, one success), then the model sees."""
+    from localmind_jupyter.backends._catalog import load_catalog
+    from localmind_jupyter.backends.base import DownloadProgress
+    from tests.servers.hub_server import HubRepo, HubTestServer, patch_hub_endpoint
+
+    entry = next(e for e in load_catalog("gguf") if "vision" in e.tags)
+    repo_id, filename = entry.name.rsplit("/", 1)
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / filename).symlink_to(models["eyes"])
+    (folder / entry.extra["mmproj"]).symlink_to(models["seeing"] / "mmproj-smol-eyes.gguf")
+    (folder / "README.md").write_text("# not fetched")
+    sizes = sum(p.stat().st_size for p in folder.glob("*.gguf"))
+    events: list[DownloadProgress] = []
+    with (
+        HubTestServer({repo_id: HubRepo(repo_id, folder)}) as hub,
+        patch_hub_endpoint(hub.url, cache_dir=tmp_path / "hub"),
+    ):
+        b = GGUFBackend({"hub_cache_dir": str(tmp_path / "hub")})
+        b.download_model(entry.name, progress=events.append)
+        fetched = {r.path.rsplit("/", 1)[-1] for r in hub.file_requests()}
+    assert fetched == {filename, entry.extra["mmproj"]}
+    completed = [e.completed for e in events]
+    assert completed == sorted(completed), "progress went backwards"
+    assert [e.status for e in events].count("success") == 1
+    assert events[-1].status == "success" and events[-1].completed == sizes
+    assert b.list_models() == [EMB, entry.name], "the projector is not a model"
+    assert b.model_capabilities(entry.name).images is True
+    pytest.importorskip("llama_cpp")
+    b.load_model(entry.name)
+    assert b._get_loaded(entry.name).vision is not None, "loaded with its projector"

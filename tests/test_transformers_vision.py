@@ -100,7 +100,7 @@ def test_a_bad_image_fails_before_loading(model_dirs: Path, tmp_path: Path) -> N
     assert fresh.loaded_models() == []
 
 
-# --- the real path ---------------------------------------------------------------------------------
+# --- the real path -------------------------------------------------------------------------------
 def test_an_image_runs_the_vision_path_and_streams(backend, seen) -> None:
     stream = backend.generate_stream(ASK, VLM, images=[solid((255, 0, 0))], max_tokens=6)
     pieces = list(stream)
@@ -121,9 +121,11 @@ def test_the_vision_tower_gets_the_prepared_size(model_dirs: Path) -> None:
         b = TransformersBackend({"model_dirs": [str(model_dirs)], "device": "cpu", **settings})
         model = b._get_loaded(VLM).model
         got: list[Any] = []
-        hook = model.model.vision_model.register_forward_pre_hook(
-            lambda _m, _a, kw: got.append(kw["pixel_values"].shape), with_kwargs=True
-        )
+
+        def on_vision(_m: Any, _a: Any, kw: Any, got: list[Any] = got) -> None:
+            got.append(kw["pixel_values"].shape)
+
+        hook = model.model.vision_model.register_forward_pre_hook(on_vision, with_kwargs=True)
         try:
             b.generate(ASK, VLM, images=[image], max_tokens=1)
         finally:

@@ -88,7 +88,9 @@ def gguf_files(root: Path) -> list[Path]:
             if child.is_file() and _is_model_file(child):
                 files.append(child)
             elif child.is_dir():
-                files.extend(p for p in sorted(child.iterdir()) if p.is_file() and _is_model_file(p))
+                files.extend(
+                    p for p in sorted(child.iterdir()) if p.is_file() and _is_model_file(p)
+                )
         except OSError:
             continue
     return files
@@ -96,7 +98,9 @@ def gguf_files(root: Path) -> list[Path]:
 
 def _is_model_file(path: Path) -> bool:
     name = path.name
-    return name.lower().endswith(".gguf") and not name.startswith(".") and not is_projector_name(name)
+    return (
+        name.lower().endswith(".gguf") and not name.startswith(".") and not is_projector_name(name)
+    )
 
 
 def is_gguf(path: Path) -> bool:

@@ -123,7 +123,7 @@ def handler_for(llama: Any, projector: Path, model: str) -> Any:
     try:
         handler = cls(clip_model_path=str(projector), verbose=False)
         handler.flatten = not _TYPED_PARTS.search(llama.metadata.get("tokenizer.chat_template", ""))
-        handler._init_mtmd_context(llama)  # noqa: SLF001 - the handler would do it on first use
+        handler._init_mtmd_context(llama)  # the handler would on first use: a bad file fails now
     except (ValueError, RuntimeError, OSError) as exc:
         raise GenerationError(
             f"llama.cpp could not load the projector {projector.name} of '{model}': {exc}; the "
@@ -141,7 +141,7 @@ def _handler_class() -> type:
     if cls is None:
         from llama_cpp.llama_chat_format import MTMDChatHandler
 
-        class _Handler(MTMDChatHandler):  # type: ignore[misc]
+        class _Handler(MTMDChatHandler):
             """Writes each message as one string for templates that know no typed parts."""
 
             flatten = False
@@ -152,7 +152,24 @@ def _handler_class() -> type:
                 return [_flattened(m, media_marker) for m in messages]
 
         cls = _classes["handler"] = _Handler
+        _quiet_mtmd()
     return cls
+
+
+_callbacks: list[Any] = []  # kept alive: llama.cpp holds the pointer
+
+
+def _quiet_mtmd() -> None:
+    """llama.cpp's multimodal library logs every image it encodes to the process's stderr
+    (the kernel's terminal, under any ``verbose``); drop those lines as ``verbose=False``
+    drops the model's."""
+    import llama_cpp
+    from llama_cpp import mtmd_cpp
+
+    callback = llama_cpp.llama_log_callback(lambda _level, _text, _data: None)
+    _callbacks.append(callback)
+    mtmd_cpp.mtmd_log_set(callback, None)
+    mtmd_cpp.mtmd_helper_log_set(callback, None)
 
 
 def _flattened(message: Mapping[str, Any], marker: str) -> dict[str, Any]:
@@ -160,13 +177,14 @@ def _flattened(message: Mapping[str, Any], marker: str) -> dict[str, Any]:
     if not isinstance(content, list):
         return dict(message)
     text = "".join(
-        marker if part.get("type") == "image_url" else str(part.get("text", ""))
-        for part in content
+        marker if part.get("type") == "image_url" else str(part.get("text", "")) for part in content
     )
     return {**message, "content": text}
 
 
-def vision_messages(turns: Iterable[Mapping[str, Any]], limits: ImageLimits) -> list[dict[str, Any]]:
+def vision_messages(
+    turns: Iterable[Mapping[str, Any]], limits: ImageLimits
+) -> list[dict[str, Any]]:
     """Chat messages with typed parts: text, and each image as a data URL where it stood."""
     messages: list[dict[str, Any]] = []
     for turn in turns:

@@ -136,7 +136,7 @@ def load(source: Source, plan: LoadPlan) -> Loaded:
     except (ValueError, RuntimeError, KeyError, ImportError) as exc:
         raise GenerationError(f"could not load model '{plan.name}': {exc}") from exc
     model.to(plan.device)
-    model.eval()  # type: ignore[no-untyped-call]
+    model.eval()
     _prefill.install_cancel_checks(model)
     return Loaded(
         source=source,

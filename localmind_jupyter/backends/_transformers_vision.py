@@ -66,7 +66,7 @@ def load_pretrained(location: str, dtype: Any, common: Mapping[str, Any]) -> tup
     """The processor and the image-text-to-text model of a vision model's folder or repo."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(location, **common)
+    processor = AutoProcessor.from_pretrained(location, **common)  # type: ignore[no-untyped-call]
     model = AutoModelForImageTextToText.from_pretrained(location, dtype=dtype, **common)
     return processor, model
 

@@ -271,7 +271,7 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
         opened = False
         turns = request.chat_turns()
         try:
-            if any(turn.get("images") for turn in turns):
+            if request.has_images:
                 messages = _gguf_vision.vision_messages(turns, self.image_limits)
                 chunks = _gguf_vision.vision_chunks(loaded, request, messages, variables, kwargs)
             elif variables:
