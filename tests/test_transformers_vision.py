@@ -176,3 +176,26 @@ def test_closing_an_image_stream_stops_the_worker(backend: TransformersBackend) 
     response = stream.response
     assert response is not None and response.finish_reason == "cancelled"
     assert response.completion_tokens is not None and response.completion_tokens < 3000
+
+
+# --- downloads -----------------------------------------------------------------------------------
+def test_pulling_a_vision_model_fetches_its_processor(model_dirs: Path, tmp_path: Path) -> None:
+    """From a loopback Hub: the processor's files come with the weights, the cached repo is
+    listed as a model that sees, and it answers about an image."""
+    from tests.servers.hub_server import HubRepo, HubTestServer, patch_hub_endpoint
+
+    repo_id = "tests/tiny-smolvlm"
+    folder = model_dirs / VLM
+    with (
+        HubTestServer({repo_id: HubRepo(repo_id, folder)}) as hub,
+        patch_hub_endpoint(hub.url, cache_dir=tmp_path / "hub"),
+    ):
+        b = TransformersBackend({"hub_cache_dir": str(tmp_path / "hub"), "device": "cpu"})
+        assert b.model_capabilities(repo_id).images is False, "nothing on disk says it sees"
+        b.download_model(repo_id)
+        fetched = {r.path.rsplit("/", 1)[-1] for r in hub.file_requests()}
+    assert {"processor_config.json", "chat_template.jinja", "model.safetensors"} <= fetched
+    assert repo_id in b.list_models()
+    assert b.model_capabilities(repo_id).images is True
+    response = b.generate(ASK, repo_id, images=[solid((255, 0, 0))], max_tokens=2)
+    assert response.completion_tokens == 2
