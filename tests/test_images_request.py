@@ -69,6 +69,12 @@ def test_a_bad_image_fails_before_sending_with_its_label():
         backend.generate("x", "m", images=[png(), b""])
     with pytest.raises(OptionError, match="images must be a list"):
         backend.generate("x", "m", images=42)
+    # Text is never taken for a path here (a REST body could name any file on the server).
+    with pytest.raises(ImageError, match=r"image 1 is text, not an image; .*pathlib.Path"):
+        backend.generate("x", "m", images=["/etc/hostname"])
+    turns = [{"role": "user", "content": "a", "images": ["/etc/hostname"]}]
+    with pytest.raises(ImageError, match=r"messages\[0\] image 1 is text"):
+        backend.generate("x", "m", messages=turns)
     assert backend.sent == []
 
 
@@ -104,7 +110,7 @@ def test_images_in_earlier_turns_also_need_a_seeing_model():
 
 def test_images_on_an_assistant_turn_are_refused():
     turns = [{"role": "assistant", "content": "a", "images": [png()]}]
-    with pytest.raises(OptionError, match=r"messages\[0\] is a assistant turn with images"):
+    with pytest.raises(OptionError, match=r"messages\[0\] has images but its role is 'assistant'"):
         SeeingBackend().generate("x", "m", messages=turns)
 
 

@@ -15,7 +15,9 @@ from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from ..core.images import ImageInput, ImageLimits
 from ..errors import ConfigError
+from ._image_parts import user_parts
 from .base import (
     BackendSettings,
     BaseBackend,
@@ -46,6 +48,8 @@ __all__ = [
     "Delta",
     "DownloadProgress",
     "GenerationRequest",
+    "ImageInput",
+    "ImageLimits",
     "InstalledModel",
     "ModelDetails",
     "ModelNameError",
@@ -58,6 +62,7 @@ __all__ = [
     "backend_class",
     "backend_types",
     "refresh_backend_types",
+    "user_parts",
 ]
 
 _ENTRY_POINT_GROUP = "localmind.backends"

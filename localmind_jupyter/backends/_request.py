@@ -170,7 +170,7 @@ class GenerationRequest(BaseModel):
             if turn.get("images"):
                 if turn["role"] != "user":
                     raise ValueError(
-                        f"messages[{number - 1}] is a {turn['role']} turn with images; "
+                        f"messages[{number - 1}] has images but its role is {turn['role']!r}; "
                         "only user turns carry images"
                     )
                 kept["images"] = _images(turn["images"], f"messages[{number - 1}] image")
@@ -252,7 +252,15 @@ def _images(value: Any, what: str) -> list[ImageInput]:
             f"images must be a list of images (PIL images, figures, arrays, bytes, paths), "
             f"got {type(value).__name__}"
         )
-    return [to_image(item, f"{what} {i}") for i, item in enumerate(value, 1)]
+    images: list[ImageInput] = []
+    for number, item in enumerate(value, 1):
+        if isinstance(item, str):  # from JSON (REST) or a slip: never a file read behind it
+            raise ImageError(
+                f"{what} {number} is text, not an image; to attach a file pass "
+                "pathlib.Path('chart.png') (text is never read as a path)"
+            )
+        images.append(to_image(item, f"{what} {number}"))
+    return images
 
 
 def _passthrough(

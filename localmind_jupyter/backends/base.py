@@ -128,7 +128,7 @@ _IMAGE_MINIMUM = {"image_max_edge": 16, "image_max_bytes": 1024}
 
 def _check_image_settings(settings: BackendSettings, backend_name: str) -> None:
     for name, least in _IMAGE_MINIMUM.items():
-        value = getattr(settings, name)
+        value = getattr(settings, name, None)  # a plugin schema of its own may lack them
         if value is not None and value < least:
             key = f"backends.{backend_name}.settings.{name}"
             raise ConfigError(f"{key}: must be at least {least} (got {value})", key=key)
@@ -294,7 +294,7 @@ class BaseBackend:
             think=request.think,
             model=model if own != self.capabilities else "",
         )
-        if request.has_images:
+        if request.has_images and not own.images:  # the catalog is read only to refuse
             refuse_unsupported(
                 own,
                 self.display_name,

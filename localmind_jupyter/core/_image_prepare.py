@@ -52,6 +52,8 @@ def open_checked(data: bytes, label: str) -> Image.Image:
             f"{label} is {size}, more than the {MAX_PIXELS // 10**6}-megapixel limit; "
             "downscale it first"
         ) from None
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(
             f"{label} is not an image Pillow can read (expected PNG, JPEG, WebP or GIF)"
@@ -67,7 +69,7 @@ def png_bytes(image: Image.Image, label: str) -> bytes:
         image = image.convert("RGBA" if "A" in image.mode else "RGB")
     buffer = io.BytesIO()
     try:
-        image.save(buffer, format="PNG")
+        image.save(buffer, format="PNG", compress_level=1)  # fast: it is hashed, not sent
     except (OSError, ValueError) as exc:
         raise ImageError(f"{label} cannot be encoded as PNG ({exc})") from None
     return buffer.getvalue()
@@ -82,8 +84,11 @@ def _pixels(source: ImageInput) -> Image.Image:
         image.mode == "P" and "transparency" in image.info
     )
     if alpha:
-        return image.convert("RGBA")
-    return image if image.mode in ("L", "RGB") else image.convert("RGB")
+        image = image.convert("RGBA")
+    elif image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    image.info = {}  # pixels only: no EXIF, ICC profile, XMP or text chunk is written
+    return image
 
 
 def _resized(image: Image.Image, edge: int) -> Image.Image:
@@ -124,7 +129,8 @@ def prepare(source: ImageInput, limits: ImageLimits) -> PreparedImage:
     full = _pixels(source)
     image = _resized(full, limits.max_edge)
     jpeg_ok = "jpeg" in limits.formats or "png" not in limits.formats
-    fmt = "jpeg" if jpeg_ok and _is_photo(source, image) else "png"
+    # Colours counted before downscaling, which blends a plot's few into many.
+    fmt = "jpeg" if jpeg_ok and _is_photo(source, full) else "png"
     qualities: tuple[int, ...] = _QUALITIES if fmt == "jpeg" else (0,)
     while True:
         for quality in qualities:

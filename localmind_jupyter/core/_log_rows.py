@@ -70,6 +70,26 @@ def request_options(request: GenerationRequest) -> dict[str, Any]:
     }
 
 
+def logged_turns(request: GenerationRequest, *, key: bool = False) -> list[dict[str, Any]]:
+    """The chat turns as logged: each image by its metadata (label, size, format, sha256),
+    never its bytes; for the cache ``key`` by its hash alone (a label changes no answer).
+    A request without images gives exactly ``chat_messages()`` (old keys still hit).
+    """
+    turns = request.chat_turns()
+    for turn in turns:
+        if turn.get("images"):
+            turn["images"] = [im.sha256 if key else im.metadata() for im in turn["images"]]
+    return turns
+
+
+def logged_options(request: GenerationRequest) -> dict[str, Any]:
+    """The options column: ``request_options`` and, with images, the new turn's metadata."""
+    options = request_options(request)
+    if request.images:
+        options["images"] = [image.metadata() for image in request.images]
+    return options
+
+
 def _text(value: str | None) -> str | None:
     return None if value is None else redact(value)
 
@@ -106,8 +126,8 @@ def build_row(
         "backend_type": backend_type,
         "model": response.model if response is not None and response.model else request.model,
         "prompt": redact(request.prompt),
-        "messages": redact(canonical(request.chat_messages())),
-        "options": redact(canonical(request_options(request))),
+        "messages": redact(canonical(logged_turns(request))),
+        "options": redact(canonical(logged_options(request))),
         "answer": redact(answer),
         "thinking": _text(response.thinking if response is not None else None),
         "prompt_tokens": response.prompt_tokens if response else None,

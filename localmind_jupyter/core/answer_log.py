@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import OptionError
 from ._log_db import LogDatabase
-from ._log_rows import COLUMNS, build_row, canonical, entry, request_options, response_from_row
+from ._log_rows import (
+    COLUMNS,
+    build_row,
+    canonical,
+    entry,
+    logged_turns,
+    request_options,
+    response_from_row,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -75,12 +83,13 @@ def current_source() -> str:
 
 def request_key(backend_name: str, request: GenerationRequest) -> str:
     """The cache key of a request: sha256 of canonical JSON of everything that makes the
-    answer (backend, model, the full chat messages and every answer-changing option).
+    answer (backend, model, the full chat messages, each image's sha256, and every
+    answer-changing option).
     The same request gives the same key in any process."""
     payload = {
         "backend": backend_name,
         "model": request.model,
-        "messages": request.chat_messages(),
+        "messages": logged_turns(request, key=True),
         "options": request_options(request),
     }
     return hashlib.sha256(canonical(payload).encode("utf-8")).hexdigest()

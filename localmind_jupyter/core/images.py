@@ -236,8 +236,8 @@ def _from_path(path: Path, label: str) -> ImageInput:
             raise ImageError(f"{shown} is a folder, not an image file")
         if size > MAX_FILE_BYTES:
             raise ImageError(
-                f"{shown} is {size / 1e6:.0f} MB, more than the {MAX_FILE_BYTES // 10**6} MB "
-                "LocalMind reads; downscale it first"
+                f"{shown} is too large to read ({size / 1e6:.0f} MB; LocalMind reads at most "
+                f"{MAX_FILE_BYTES // 10**6} MB); downscale it first"
             )
         data = path.read_bytes()
     except FileNotFoundError:
@@ -250,9 +250,8 @@ def _from_path(path: Path, label: str) -> ImageInput:
 def _from_bytes(data: bytes, label: str) -> ImageInput:
     if not data:
         raise ImageError(f"{label} is empty (0 bytes), not an image")
-    head = data[:256].lstrip().lower()
-    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096].lower():
-        raise ImageError(f"{label}: {_SVG_HINT}")
+    if data[:256].lstrip().startswith(b"<") and b"<svg" in data[:4096].lower():
+        raise ImageError(f"{label}: {_SVG_HINT}")  # <svg, <?xml, <!DOCTYPE svg, a comment
     fmt = _sniff(data)
     image = _open(data, label)
     if fmt is None:  # BMP, TIFF, ...: Pillow reads it; keep it as PNG
@@ -291,7 +290,9 @@ def _from_array(array: Any, label: str) -> ImageInput:
         else:
             hint = "scale it to 0..255 and convert with arr.astype('uint8')"
         raise ImageError(f"{label} is an array of {array.dtype}, not uint8; {hint}")
-    image = _prepare_module().Image.fromarray(np.ascontiguousarray(array))
+    prepare = _prepare_module()
+    prepare.check_pixels(shape[1], shape[0], label)  # before copying a huge array
+    image = prepare.Image.fromarray(np.ascontiguousarray(array))
     return _from_pil(image, label)
 
 
@@ -302,7 +303,9 @@ def _figure_of(artists: Any, label: str) -> Any:
     while figure is not None and "matplotlib.figure.Figure" not in _class_names(figure):
         figure = figure.get_figure()  # a SubFigure: up to the figure
     if figure is None:
-        raise ImageError(f"{label} is a matplotlib {type(first).__name__} on no figure")
+        raise ImageError(
+            f"{label} (matplotlib {type(first).__name__}) is on no figure; pass the figure itself"
+        )
     return figure
 
 
@@ -312,11 +315,13 @@ def _from_figure(figure: Any, label: str) -> ImageInput:
 
     if "matplotlib.figure.SubFigure" in _class_names(figure):
         figure = _figure_of(figure, label)
+    width, height = (round(v * figure.dpi) for v in figure.get_size_inches())
+    _prepare_module().check_pixels(width, height, label)  # before drawing it
     buffer = io.BytesIO()
     try:
         # savefig switches to the Agg canvas for PNG itself, whatever the figure's backend,
         # and works on a figure already closed by plt.close().
-        figure.savefig(buffer, format="png", dpi="figure", bbox_inches="tight")
+        figure.savefig(buffer, format="png", dpi=figure.dpi, bbox_inches="tight")
     except Exception as exc:  # noqa: BLE001 - a broken figure is the user's to fix: say so
         raise ImageError(f"{label}: the figure could not be drawn: {exc}") from None
     return _from_bytes(buffer.getvalue(), label)
