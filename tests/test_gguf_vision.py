@@ -108,7 +108,14 @@ def answers(backend: GGUFBackend) -> dict[str, Any]:
     stream = backend.generate_stream(ASK, "smol-eyes", images=[solid((255, 0, 0))], max_tokens=8)
     pieces = list(stream)
     blue = backend.generate(ASK, "smol-eyes", images=[solid((0, 0, 255))], max_tokens=8)
-    return {"text": text_only, "pieces": pieces, "red": stream.response, "blue": blue}
+    after = backend.generate(ASK, "smol-eyes", max_tokens=4)
+    return {
+        "text": text_only,
+        "pieces": pieces,
+        "red": stream.response,
+        "blue": blue,
+        "after": after,
+    }
 
 
 def test_an_image_reaches_the_model_and_the_answer_streams(answers: dict[str, Any]) -> None:
@@ -123,6 +130,13 @@ def test_an_image_reaches_the_model_and_the_answer_streams(answers: dict[str, An
 
 def test_the_answer_depends_on_the_image(answers: dict[str, Any]) -> None:
     assert answers["red"].text != answers["blue"].text, "greedy: only the picture differs"
+
+
+def test_a_text_answer_after_an_image_does_not_see_the_image(answers: dict[str, Any]) -> None:
+    """llama.cpp's prompt cache must not take the image's positions for the same text's
+    tokens: the text-only prompt answers as it did before any image."""
+    assert answers["after"].text == answers["text"].text
+    assert answers["after"].prompt_tokens == answers["text"].prompt_tokens
 
 
 def test_cancel_from_another_thread_stops_an_image_answer(backend: GGUFBackend) -> None:

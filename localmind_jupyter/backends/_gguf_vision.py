@@ -223,7 +223,12 @@ def _lazy(
     handler: Any, llama: Any, messages: list[Any], stop: list[str], kwargs: Mapping[str, Any]
 ) -> Generator[dict[str, Any], None, None]:
     """The handler's stream, started on the first ``next()``: the prompt and the images are
-    evaluated while the model's lock is held and its cancel checks are armed (``generate``)."""
+    evaluated while the model's lock is held and its cancel checks are armed (``generate``).
+
+    On the way out llama.cpp's prompt cache is emptied: the image's positions keep whatever
+    token ids were there before, so the next prompt with the same text could reuse the
+    image's cache entries as if they were its tokens.
+    """
     chunks = None
     try:
         chunks = handler(llama=llama, messages=messages, stop=stop, **kwargs)
@@ -231,3 +236,4 @@ def _lazy(
     finally:
         if chunks is not None:
             chunks.close()
+        llama.reset()
