@@ -159,6 +159,25 @@ def test_images_reach_the_model_in_the_order_the_text_names_them(backend, seen) 
     assert second[0].mean() > second[2].mean(), "then the red one"
 
 
+def test_an_image_of_an_earlier_turn_is_sent_with_the_history(backend, seen) -> None:
+    """A follow-up question: the picture sits on the first user turn, in the history."""
+    history = [
+        {"role": "user", "content": "Look at [image 1].", "images": [solid((0, 0, 255))]},
+        {"role": "assistant", "content": "I see it."},
+    ]
+    backend.generate(
+        "And now a red one: [image 1]",
+        VLM,
+        messages=history,
+        images=[solid((255, 0, 0), (32, 32))],
+        max_tokens=1,
+    )
+    tiles = seen["pixels"][0]
+    assert tiles.shape[0] == 3 + 1, "the history's three tiles, then the new image's one"
+    assert tiles[0][2].mean() > tiles[0][0].mean(), "the earlier (blue) image first"
+    assert tiles[3][0].mean() > tiles[3][2].mean(), "the new (red) image last"
+
+
 def test_a_text_only_prompt_on_a_vision_model_goes_through_its_processor(backend, seen) -> None:
     response = backend.generate("Say hi.", VLM, max_tokens=3)
     assert response.completion_tokens == 3
