@@ -1,4 +1,5 @@
-"""Hub downloads of the GGUF backend: one ``.gguf`` file of a repository, with progress.
+"""Hub downloads of the GGUF backend: one ``.gguf`` file of a repository, with progress
+(two for a vision model: the model and its projector, ``download_files``).
 
 ``hf_hub_download`` reports the file's bytes; ``cancel`` stops it within one chunk.
 """
@@ -23,8 +24,8 @@ def download_file(
     report: ProgressCallback,
     cancel: threading.Event | None,
     cache_dir: str | None,
-) -> None:
-    """``hf_hub_download`` of one file with byte progress and cancel."""
+) -> int:
+    """``hf_hub_download`` of one file with byte progress and cancel; its size in bytes."""
     import huggingface_hub
     from huggingface_hub import errors as hf_errors
 
@@ -56,3 +57,28 @@ def download_file(
     if not is_gguf(Path(path)):
         raise DownloadError(f"'{name}' was downloaded but is not a GGUF file")
     report(DownloadProgress(name, backend, "success", size, size))
+    return size
+
+
+def download_files(
+    name: str,
+    repo_id: str,
+    filenames: list[str],
+    backend: str,
+    report: ProgressCallback,
+    cancel: threading.Event | None,
+    cache_dir: str | None,
+) -> None:
+    """Several files of one repository (a model and its projector) as one download: the
+    bytes add up across files and only the last file's end is reported as success."""
+    before = 0
+    for index, filename in enumerate(filenames):
+        last = index == len(filenames) - 1
+
+        def step(p: DownloadProgress, before: int = before, last: bool = last) -> None:
+            if p.status == "success" and not last:
+                return
+            total = None if p.total is None else before + p.total
+            report(DownloadProgress(name, backend, p.status, before + p.completed, total, p.phase))
+
+        before += download_file(name, repo_id, filename, backend, step, cancel, cache_dir)

@@ -30,6 +30,12 @@ class Source:
     path: Path
 
 
+def is_projector_name(name: str) -> bool:
+    """A multimodal projector by its name (``mmproj*.gguf``): never listed as a model."""
+    lowered = Path(name).name.lower()
+    return lowered.startswith("mmproj") and lowered.endswith(".gguf")
+
+
 def split_hub_name(name: str) -> tuple[str, str] | None:
     """``owner/repo/path/file.gguf`` -> (``owner/repo``, ``path/file.gguf``), or None."""
     parts = name.split("/")
@@ -57,7 +63,7 @@ def cached_hub_ggufs(cache_dir: str | None) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for repo_id, revision in _hub.cached_revisions(cache_dir):
         for f in revision.files:
-            if not f.file_name.lower().endswith(".gguf"):
+            if not f.file_name.lower().endswith(".gguf") or is_projector_name(f.file_name):
                 continue
             try:
                 relative = Path(f.file_path).relative_to(revision.snapshot_path).as_posix()
@@ -68,7 +74,8 @@ def cached_hub_ggufs(cache_dir: str | None) -> dict[str, Path]:
 
 
 def gguf_files(root: Path) -> list[Path]:
-    """``*.gguf`` files in ``root`` and its direct subfolders, hidden entries skipped."""
+    """``*.gguf`` files in ``root`` and its direct subfolders; hidden entries and projector
+    files (``mmproj*.gguf``, see ``_gguf_vision``) skipped."""
     try:
         children = sorted(root.iterdir())
     except OSError:
@@ -78,17 +85,22 @@ def gguf_files(root: Path) -> list[Path]:
         if child.name.startswith("."):
             continue
         try:
-            if child.is_file() and child.suffix.lower() == ".gguf":
+            if child.is_file() and _is_model_file(child):
                 files.append(child)
             elif child.is_dir():
                 files.extend(
-                    p
-                    for p in sorted(child.iterdir())
-                    if p.is_file() and p.suffix.lower() == ".gguf" and not p.name.startswith(".")
+                    p for p in sorted(child.iterdir()) if p.is_file() and _is_model_file(p)
                 )
         except OSError:
             continue
     return files
+
+
+def _is_model_file(path: Path) -> bool:
+    name = path.name
+    return (
+        name.lower().endswith(".gguf") and not name.startswith(".") and not is_projector_name(name)
+    )
 
 
 def is_gguf(path: Path) -> bool:

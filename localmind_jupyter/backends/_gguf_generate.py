@@ -50,6 +50,8 @@ class Loaded:
     last_counts: Counts | None = None
     #: The chat template as llama-cpp-python renders it, for ``think`` (``_gguf_think``).
     formatter: Any = None
+    #: The chat handler with the model's projector loaded; None for a text-only model.
+    vision: Any = None
 
 
 # --- the generation loop --------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def generate(
             usage.finish_reason = "cancelled"  # stream.cancel(), with the partial answer
         except (ValueError, RuntimeError, OSError) as exc:
             message = str(exc)
-            if "exceed context window" in message:
+            if "exceed context window" in message or "exceeds n_ctx" in message:
                 message += f"; shorten the prompt or raise the n_ctx setting (now {n_ctx})"
             raise GenerationError(f"llama.cpp failed: {message}") from exc
         finally:

@@ -1,5 +1,7 @@
 """One value of a GGUF file's metadata, read without loading the model: its chat template.
 
+(Or any other string value: ``general.architecture`` tells a projector, ``clip``, from a model.)
+
 ``model_capabilities`` needs to know whether a model can think (its chat template writes
 ``<think>`` or reads ``enable_thinking``), and ``think=`` what the template can switch,
 when a catalog is listed or options are checked, long before any model loads. The ``gguf`` package's
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["ThinkSwitch", "chat_template", "template_thinks", "think_switch"]
+__all__ = ["ThinkSwitch", "chat_template", "string_value", "template_thinks", "think_switch"]
 
 _TEMPLATE_KEY = b"tokenizer.chat_template"
 #: Sizes of the fixed-size value types of the GGUF format (type id -> bytes).
@@ -55,7 +57,7 @@ def _skip(buf: mmap.mmap, at: int, kind: int) -> int:
     raise _Malformed(kind)
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path, wanted: bytes = _TEMPLATE_KEY) -> str | None:
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         if buf[:4] != b"GGUF" or _u32(buf, 4) < 2:
             return None
@@ -66,27 +68,32 @@ def _read(path: Path) -> str | None:
             at += 8 + size
             kind = _u32(buf, at)
             at += 4
-            if key == _TEMPLATE_KEY and kind == _STRING:
+            if key == wanted and kind == _STRING:
                 return buf[at + 8 : at + 8 + _u64(buf, at)].decode("utf-8", "replace")
             at = _skip(buf, at, kind)
     return None
 
 
 @lru_cache(maxsize=64)
-def _cached(path: str, _mtime_ns: int, _size: int) -> str | None:
+def _cached(path: str, _mtime_ns: int, _size: int, key: bytes = _TEMPLATE_KEY) -> str | None:
     try:
-        return _read(Path(path))
+        return _read(Path(path), key)
     except (OSError, ValueError, struct.error, _Malformed):
         return None
 
 
-def chat_template(path: Path) -> str | None:
-    """The file's ``tokenizer.chat_template``, None without one (or for an unreadable file)."""
+def string_value(path: Path, key: str) -> str | None:
+    """The file's string value under ``key``; None without one (or for an unreadable file)."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    return _cached(str(path), stat.st_mtime_ns, stat.st_size)
+    return _cached(str(path), stat.st_mtime_ns, stat.st_size, key.encode())
+
+
+def chat_template(path: Path) -> str | None:
+    """The file's ``tokenizer.chat_template``, None without one (or for an unreadable file)."""
+    return string_value(path, _TEMPLATE_KEY.decode())
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,8 @@ def prefill(model: Any, gen_kwargs: dict[str, Any], cancel: threading.Event) -> 
     """
     ids = gen_kwargs["input_ids"]
     total = int(ids.shape[-1])
-    if total <= CHUNK or ids.shape[0] != 1:
-        return
+    if total <= CHUNK or ids.shape[0] != 1 or "pixel_values" in gen_kwargs:
+        return  # image features join the prompt inside generate's first pass, not a chunk's
     import torch
     from transformers import DynamicCache
 

@@ -59,6 +59,8 @@ def batchable(request: GenerationRequest) -> bool:
     """Whether padding prompts together leaves every row's answer as it is alone."""
     if request.output_schema is not None or request.json_mode:
         return False  # one grammar state per sequence: constrained decoding stays single
+    if request.has_images:
+        return False  # a vision prompt goes through the model's processor, one at a time
     return "repetition_penalty" not in request.extra  # it would penalise the padding too
 
 

@@ -27,6 +27,10 @@ DOWNLOAD_PATTERNS: tuple[str, ...] = (
     "merges.txt",
     "chat_template.jinja",
     "chat_template.json",
+    # A vision model's processor: image (and SmolVLM2's video) preprocessing settings.
+    "preprocessor_config.json",
+    "processor_config.json",
+    "video_preprocessor_config.json",
     "*.safetensors",
     "*.safetensors.index.json",
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailable, GenerationError, ModelNotFound
-from . import _embedded, _hub, _prefill
+from . import _embedded, _hub, _prefill, _transformers_vision
 from ._transformers_names import Source
 
 
@@ -30,6 +30,8 @@ class Loaded:
     context: int | None = None
     #: Built on the first ``schema=``: llguidance's tokenizer and compiled schemas.
     grammars: Any = None
+    #: A vision model's processor (its ``tokenizer`` is ``tokenizer``); None for text models.
+    processor: Any = None
 
 
 def pick_device(torch: Any, wanted: str, backend: str) -> Any:
@@ -115,10 +117,17 @@ def load(source: Source, plan: LoadPlan) -> Loaded:
     else:
         location = source.location
 
+    processor = None
     try:
         with quiet_progress_bars():
-            tokenizer = AutoTokenizer.from_pretrained(location, **common)
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=plan.dtype, **common)
+            if _transformers_vision.sees(source, plan.cache_dir):
+                processor, model = _transformers_vision.load_pretrained(
+                    location, plan.dtype, common
+                )
+                tokenizer = processor.tokenizer
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(location, **common)
+                model = AutoModelForCausalLM.from_pretrained(location, dtype=plan.dtype, **common)
     except OSError as exc:
         if source.kind == "hub" and (plan.local_files_only or not cached):
             message = plan.not_downloaded(source.location)
@@ -127,7 +136,7 @@ def load(source: Source, plan: LoadPlan) -> Loaded:
     except (ValueError, RuntimeError, KeyError, ImportError) as exc:
         raise GenerationError(f"could not load model '{plan.name}': {exc}") from exc
     model.to(plan.device)
-    model.eval()  # type: ignore[no-untyped-call]
+    model.eval()
     _prefill.install_cancel_checks(model)
     return Loaded(
         source=source,
@@ -136,6 +145,7 @@ def load(source: Source, plan: LoadPlan) -> Loaded:
         device=plan.device,
         eos_ids=_eos_ids(model, tokenizer),
         context=_prefill.context_window(model),
+        processor=processor,
     )
 
 

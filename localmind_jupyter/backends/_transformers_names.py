@@ -14,6 +14,9 @@ from . import _hub
 
 #: Architectures AutoModelForCausalLM can load, recognised by their class-name suffix.
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+#: Architectures AutoModelForImageTextToText can load (with a ``vision_config``): Idefics3,
+#: SmolVLM, Qwen2-VL, LLaVA, Gemma 3, PaliGemma... CLIP/SigLIP (``CLIPModel``) do not generate.
+_VISION_SUFFIXES = ("ForConditionalGeneration", "ForImageTextToText")
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,25 @@ def cached_hub_models(cache_dir: str | None) -> list[str]:
 
 
 def _is_causal_config(config_path: Path) -> bool:
+    """A chat model's config: a causal LM, or a vision model that writes text."""
     try:
         config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    architectures = config.get("architectures") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        return False
+    return _architecture_ends(config, _CAUSAL_SUFFIXES) or config_sees(config)
+
+
+def config_sees(config: dict[str, object]) -> bool:
+    """A vision tower (``vision_config``) on an image-text-to-text architecture."""
+    return isinstance(config.get("vision_config"), dict) and _architecture_ends(
+        config, _VISION_SUFFIXES
+    )
+
+
+def _architecture_ends(config: dict[str, object], suffixes: tuple[str, ...]) -> bool:
+    architectures = config.get("architectures")
     return isinstance(architectures, list) and any(
-        isinstance(a, str) and a.endswith(_CAUSAL_SUFFIXES) for a in architectures
+        isinstance(a, str) and a.endswith(suffixes) for a in architectures
     )

@@ -26,6 +26,10 @@ from another thread, stops a long prompt pass within one chunk. Chat templates c
 from the GGUF metadata (``tokenizer.chat_template``), which llama-cpp-python applies when
 ``chat_format`` is None; ``think=`` on a template that takes ``enable_thinking`` renders it
 here with the switch set (``_gguf_think``).
+
+A model with a multimodal projector (``mmproj``: the setting, its catalog entry, or an
+``mmproj*.gguf`` beside it) reads images through llama.cpp's chat handler (``_gguf_vision``);
+one without is refused an image before anything loads.
 """
 
 from __future__ import annotations
@@ -40,9 +44,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from annotated_types import Ge
 
 from ..errors import DownloadError, GenerationError, ModelNotFound, OptionError
-from . import _embedded, _names
+from . import _embedded, _gguf_vision, _names
 from ._gguf_constrain import EXTRA_OPTIONS, check_extra, extra_kwargs, grammar_for
-from ._gguf_download import download_file
+from ._gguf_download import download_files
 from ._gguf_files import (
     Source,
     cached_hub_ggufs,
@@ -91,6 +95,9 @@ class GGUFSettings(BackendSettings):
     max_new_tokens: Annotated[int, Ge(1)] = 512
     #: The Hugging Face cache folder for downloads; None means the hub's default.
     hub_cache_dir: str | None = None
+    #: Projector (mmproj) files of vision models: model name -> absolute path, or a file name
+    #: beside the model (of its Hub repository). A lone ``mmproj*.gguf`` beside it needs none.
+    mmproj: dict[str, str] = field(default_factory=dict)
 
 
 #: Short alias: ``GGUFBackend.Settings`` is this class too.
@@ -103,7 +110,8 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
     type_name: ClassVar[str] = "gguf"
     display_name: ClassVar[str] = "llama.cpp (GGUF)"
     Settings = GGUFSettings
-    #: ``thinking`` is per model: ``model_capabilities`` reads the file's chat template.
+    #: ``thinking`` and ``images`` are per model: ``model_capabilities`` reads the file's chat
+    #: template and looks for its projector.
     capabilities = Capabilities(downloads=True, streaming=True, seed=True, json_schema=True)
     #: llama.cpp leaves a reasoning model's ``<think>…</think>`` in the text: split it out.
     think_tags = True
@@ -202,7 +210,16 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
                 f"llama.cpp could not load model '{name}' ({source.path}): {exc}; the file may "
                 "be truncated or need a newer llama-cpp-python"
             ) from exc
-        return Loaded(source, llama)
+        projector = _gguf_vision.projector_of(source, name, s.mmproj)
+        if projector is None:
+            return Loaded(source, llama)
+        try:
+            _gguf_vision.check_projector(projector, name)
+            handler = _gguf_vision.handler_for(llama, projector, name)
+        except BaseException:
+            llama.close()
+            raise
+        return Loaded(source, llama, vision=handler)
 
     # --- generation -----------------------------------------------------------------------------
     def _think_switch(self, model: str) -> ThinkSwitch:
@@ -216,10 +233,17 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
 
     def model_capabilities(self, model: str) -> Capabilities:
         """``thinking`` for a model whose chat template writes ``<think>`` or reads
-        ``enable_thinking``; others (and unknown names) get the backend's."""
-        if not self._think_switch(model).thinks:
-            return self.capabilities
-        return dataclasses.replace(self.capabilities, thinking=True)
+        ``enable_thinking``; ``images`` for one with a projector (a catalog entry that names
+        one counts before the download); others (and unknown names) get the backend's."""
+        sees = _gguf_vision.catalog_projector(model) is not None
+        try:
+            source = self._resolve(model)
+        except Exception:  # noqa: BLE001 - an unknown name fails later, with its own message
+            source = None
+        if source is not None:
+            sees = _gguf_vision.projector_of(source, model, self.settings.mmproj) is not None
+        thinks = source is not None and think_switch(source.path).thinks
+        return dataclasses.replace(self.capabilities, thinking=thinks, images=sees)
 
     def build_request(self, prompt: str, model: str, **kwargs: Any) -> GenerationRequest:
         """Check the pass-through options and ``think`` against the chat template, and turn a
@@ -245,8 +269,12 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
             **extra_kwargs(request.extra),
         }
         opened = False
+        turns = request.chat_turns()
         try:
-            if variables:
+            if request.has_images:
+                messages = _gguf_vision.vision_messages(turns, self.image_limits)
+                chunks = _gguf_vision.vision_chunks(loaded, request, messages, variables, kwargs)
+            elif variables:
                 chunks, opened = complete(
                     loaded, request.chat_messages(), variables, list(request.stop), kwargs
                 )
@@ -283,8 +311,10 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
     ) -> None:
         """Download one GGUF file, ``owner/repo/file.gguf``, into the Hugging Face cache.
 
-        The name is checked before any request; progress counts bytes of that one file;
-        ``cancel`` stops the transfer within one chunk. The bundled model needs nothing.
+        The name is checked before any request; progress counts bytes of that one file (and
+        of the projector a vision model's catalog entry or ``mmproj`` setting names, from the
+        same repository); ``cancel`` stops the transfer within one chunk. The bundled model
+        needs nothing.
         """
         report = progress or (lambda _p: None)
         name = model.strip() if isinstance(model, str) else ""
@@ -300,7 +330,8 @@ class GGUFBackend(LocalEngineBackend[Source, Loaded]):
                 "'owner/repo/file.gguf', e.g. "
                 "'bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf'"
             )
-        download_file(name, hub[0], hub[1], self.name, report, cancel, self._hub_cache_dir())
+        files = [hub[1], *_gguf_vision.hub_projector(name, hub[1], self.settings.mmproj)]
+        download_files(name, hub[0], files, self.name, report, cancel, self._hub_cache_dir())
 
     # --- description ----------------------------------------------------------------------------
     def get_backend_info(self) -> BackendInfo:

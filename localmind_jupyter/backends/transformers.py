@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from annotated_types import Ge
 
 from ..errors import ConfigError, DownloadError, ModelNotFound, OptionError
-from . import _embedded, _names, _transformers_batch, _transformers_load
+from . import _embedded, _names, _transformers_batch, _transformers_load, _transformers_vision
 from ._local_engine import LocalEngineBackend, check_context
 from ._think_tags import split_think_tags
 from ._transformers_chat import encode, template_thinks
@@ -232,14 +232,17 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
         return _transformers_load.load(source, plan)
 
     def model_capabilities(self, model: str) -> Capabilities:
-        """``thinking`` where the model's chat template knows a trace (read from disk)."""
+        """``thinking`` where the model's chat template knows a trace, ``images`` where its
+        config names a vision tower (both read from disk, nothing loaded)."""
         try:
             source = self._resolve(model)
         except (ModelNotFound, OptionError):
             return self.capabilities  # the name's error is the call's to report
-        if not template_thinks(source, self._hub_cache_dir()):
+        hub = self._hub_cache_dir()
+        thinks, sees = template_thinks(source, hub), _transformers_vision.sees(source, hub)
+        if not (thinks or sees):
             return self.capabilities
-        return dataclasses.replace(self.capabilities, thinking=True)
+        return dataclasses.replace(self.capabilities, thinking=thinks, images=sees)
 
     # --- generation -----------------------------------------------------------------------------
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
@@ -256,7 +259,11 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
             )
         if constrained:
             think = False  # the trace would be held to the schema too
-        inputs, opened = encode(loaded, request.chat_messages(), think)
+        if loaded.processor is not None:  # a vision model: its processor, images or not
+            turns = request.chat_turns()
+            inputs, opened = _transformers_vision.encode(loaded, turns, self.image_limits, think)
+        else:
+            inputs, opened = encode(loaded, request.chat_messages(), think)
         if opened and constrained:
             raise OptionError(
                 f"the chat template of '{request.model}' always opens a thinking trace, which "
@@ -316,7 +323,12 @@ class TransformersBackend(LocalEngineBackend[Source, Loaded]):
         """
         request = self.build_request("", model, **kwargs)  # bad options fail before any work
         engine_options(request.extra)
-        if len(prompts) < 2 or self.batch_size < 2 or not _transformers_batch.batchable(request):
+        if (
+            len(prompts) < 2
+            or self.batch_size < 2
+            or not _transformers_batch.batchable(request)
+            or self.model_capabilities(model).images  # its processor: one prompt at a time
+        ):
             return super().generate_batch(prompts, model, cancel=cancel, **kwargs)
         return _transformers_batch.generate_batch(self, prompts, model, cancel, kwargs)
 
