@@ -76,6 +76,8 @@ class LocalMindConfig:
     backends: dict[str, BackendConfig] = field(default_factory=dict)
     #: Keep every answer in ``LOCALMIND_HOME/log.db`` (the answer log, also the cache).
     log: bool = True
+    #: How fast replay plays a recorded answer, in characters per second (0: at once).
+    replay_pace: float = 200.0
 
     def __post_init__(self) -> None:
         # Where this config came from (None: built-in defaults) and each key's line, to point

@@ -39,11 +39,15 @@ class ModelResponse:
     #: Why this answer failed (``finish_reason == "error"``): a batch keeps a failed row as
     #: such a response, so results always line up with their inputs.
     error: str | None = None
+    #: Answered from a replay recording, not by the engine (``%localmind replay play``).
+    replayed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: a parsed pydantic object as its data."""
+        """JSON-ready: a parsed pydantic object as its data; ``replayed`` only when true."""
         parsed = self.parsed
         data = asdict(dataclasses.replace(self, parsed=None))
+        if not self.replayed:
+            del data["replayed"]
         dump = getattr(parsed, "model_dump", None)
         data["parsed"] = dump(mode="json") if callable(dump) else parsed
         return data

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .contracts import BackendInfo, InstalledModel
 
 __all__ = [
+    "AnswerProvider",
     "AnswerSink",
     "BackendSettings",
     "BaseBackend",
@@ -52,6 +53,10 @@ __all__ = [
     "Thinking",
     "Usage",
 ]
+
+#: ``provider(backend, request)``: a stream that answers the request instead of the engine
+#: (replay's play mode), or None to let the engine answer; set by the loader.
+AnswerProvider = Callable[["BaseBackend", "GenerationRequest"], "ResponseStream | None"]
 
 #: Called with each ``DownloadProgress`` of a download (from the downloading thread).
 ProgressCallback = Callable[["DownloadProgress"], None]
@@ -198,6 +203,8 @@ class BaseBackend:
     batch_size: int = 1
     #: Told how every generation ended; the loader sets it to the answer log (None: off).
     answer_sink: AnswerSink | None = None
+    #: Asked first for every ``generate_stream``; the loader sets it to replay (None: off).
+    answer_provider: AnswerProvider | None = None
     #: The image size the engine takes; settings ``image_max_edge``/``image_max_bytes``
     #: override it per backend entry (``image_limits``).
     default_image_limits: ClassVar[ImageLimits] = ImageLimits()
@@ -324,6 +331,11 @@ class BaseBackend:
     def generate_stream(self, prompt: str, model: str, **kwargs: Any) -> ResponseStream:
         """Validate, start ``deltas()`` up to ``Started``, and keep the books of the rest."""
         request = self.build_request(prompt, model, **kwargs)
+        provider = self.answer_provider
+        if provider is not None:
+            provided = provider(self, request)
+            if provided is not None:
+                return provided
         stops = None if self.stops_on_strings else request.stop
         source = self.deltas(request)
         if self.think_tags:

@@ -140,7 +140,12 @@ class AnswerLog:
             error,
         )
         sql = f"INSERT INTO answers ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-        self._db.run("written", lambda conn: conn.execute(sql, row))
+        try:
+            self._db.run("written", lambda conn: conn.execute(sql, row))
+        finally:
+            from .replay import record_answer  # in record mode, the recording too
+
+            record_answer(backend, request, response, error)
 
     # --- reading ------------------------------------------------------------------------------
     def cached(self, backend_name: str, request: GenerationRequest) -> ModelResponse | None:

@@ -28,6 +28,7 @@ from ..errors import BackendUnavailable, GenerationError, ModelNotFound, OptionE
 from ._batch_inputs import BatchInputs, prepare_inputs
 from ._batch_result import BatchProgress, BatchResult, ProgressCallback
 from .answer_log import answer_source, request_key
+from .replay import playing
 from .retry import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
@@ -180,6 +181,8 @@ class _Runner:
             self._report(force=True)
             if todo:
                 chunk = self.backend.batch_size
+                if playing():  # replay answers each row from the recording, one by one
+                    chunk = 1
                 if chunk > 1 and self.inputs.images is None:  # rows with images: one by one
                     jobs = [self._chunks(todo, chunk)]
                 else:

@@ -93,9 +93,21 @@ class ModelLoader:
             self._attach(status.backend)
 
     def _attach(self, backend: BaseBackend | None) -> None:
-        """Point the backend's ``answer_sink`` at the log, unless something else holds it."""
-        if backend is not None and self.answer_log is not None and backend.answer_sink is None:
-            backend.answer_sink = self.answer_log.record
+        """Point the backend's ``answer_sink`` at the log (with ``log: false`` in replay's
+        record mode at replay) and its ``answer_provider`` at replay, unless something else
+        holds them."""
+        if backend is None:
+            return
+        from . import replay
+
+        if backend.answer_provider is None:
+            backend.answer_provider = replay.provide
+        if backend.answer_sink is not None:
+            return
+        if self.answer_log is not None:
+            backend.answer_sink = self.answer_log.record  # which tells replay itself
+        elif replay.replay_state().mode == "record":
+            backend.answer_sink = replay.record_answer
 
     def __repr__(self) -> str:
         return f"<ModelLoader backends={list(self.statuses)}>"

@@ -19,6 +19,9 @@ def load_ipython_extension(ipython: Any) -> None:  # Any: IPython mistypes .conf
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     setattr(ipython, _EXTENSION_ATTR, magics)
+    from .replay_cmd import sync_notebook
+
+    sync_notebook(ipython)  # the per-notebook recording, also for LOCALMIND_REPLAY=play
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -39,6 +39,7 @@ LINE_COMMANDS = {
     "stats": "statistics of the last answer",
     "log": "log [-n N] [--search TEXT] [--model M]: recent answers from the answer log",
     "explain": "explain [N] [-m MODEL]: the model explains the last failed cell's error (or N's)",
+    "replay": "replay [record|play|off] [PATH]: record answers once, play them with no server",
     "version": "LocalMind's version",
 }
 
@@ -232,6 +233,11 @@ class LineCommands:
         from .explain import run_explain  # the traceback formatting: on first use only
 
         run_explain(cast("LocalMind", self), args)
+
+    def _cmd_replay(self, args: list[str]) -> None:
+        from .replay_cmd import run_replay
+
+        run_replay(cast("LocalMind", self), args)
 
     def _cmd_pull(self, args: list[str]) -> None:
         parser = _parser("pull")

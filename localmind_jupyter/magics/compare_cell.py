@@ -132,7 +132,7 @@ def _model_metadata(
 ) -> dict[str, Any]:
     from .magic import _parameters
 
-    return {
+    data = {
         "spec": target.spec,
         "backend": answer.backend,
         "model": answer.model,
@@ -142,6 +142,9 @@ def _model_metadata(
         "stopped": answer.finish_reason == "cancelled",
         "error": redact(answer.error) if answer.error else None,
     }
+    if answer.replayed:
+        data["replayed"] = True
+    return data
 
 
 def _value(answer: ModelResponse, fmt: str, schema: bool) -> Any:

@@ -125,6 +125,8 @@ def stats_line(response: ModelResponse) -> str:
         parts.append(f"{response.duration:.1f} s")
     if response.finish_reason and response.finish_reason != "stop":
         parts.append(response.finish_reason)
+    if response.replayed:
+        parts.append("replayed")
     return " · ".join(parts)
 
 

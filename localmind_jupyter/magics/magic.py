@@ -50,6 +50,8 @@ def _stats_line(response: ModelResponse, stopped: bool) -> str:
         parts.append(f"{response.duration:.1f} s")
     if stopped:
         parts.append("stopped")
+    if response.replayed:
+        parts.append("replayed")
     return " · ".join(parts)
 
 
@@ -314,6 +316,8 @@ class LocalMind(LineCommands, Magics):
             "stopped": stopped,
             "error": str(failure) if failure else None,
         }
+        if response.replayed:
+            metadata["replayed"] = True
         if images:
             metadata["images"] = images_metadata(images)
         view.finish(text, final, metadata)
