@@ -218,7 +218,7 @@ def summary_rows(columns: list[Column]) -> list[list[str]]:
                 "" if r.time_to_first_token is None else f"{r.time_to_first_token:.2f} s",
                 f"{about}{r.tokens_per_second:.1f}" if r.tokens_per_second else "",
                 "" if r.duration is None else f"{r.duration:.2f} s",
-                r.finish_reason or "",
+                (r.finish_reason or "") + (" · replayed" if r.replayed else ""),
             ]
         )
     return rows
