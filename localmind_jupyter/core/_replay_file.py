@@ -60,6 +60,14 @@ def header() -> dict[str, Any]:
     }
 
 
+def shown(path: Path) -> str:
+    """The path as messages show it: relative to the working folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def stamp_of(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_mtime_ns, info.st_size
@@ -72,12 +80,12 @@ def read_recording(path: Path) -> Recording:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         raise ReplayError(
-            f"no replay recording at {path}; record one first: `%localmind replay record`, "
+            f"no replay recording at {shown(path)}; record one first: `%localmind replay record`, "
             "run the cells, then `%localmind replay play` (or name the file: "
             "`%localmind replay play PATH`)"
         ) from None
     except OSError as exc:
-        raise ReplayError(f"cannot read the replay recording {path}: {exc}") from None
+        raise ReplayError(f"cannot read the replay recording {shown(path)}: {exc}") from None
     recording = Recording(path, stamp=stamp)
     if not lines:
         return recording
@@ -89,7 +97,8 @@ def read_recording(path: Path) -> Recording:
         if why:
             recording.skipped.append((number, why))
             warnings.warn(
-                f"replay: skipped line {number} of {path}: {why}; the other answers still play",
+                f"replay: skipped line {number} of {shown(path)}: {why}; "
+                "the other answers still play",
                 ReplayWarning,
                 stacklevel=2,
             )
@@ -103,15 +112,17 @@ def _check_header(path: Path, line: str) -> int:
         first = None
     if not isinstance(first, dict) or HEADER_KEY not in first:
         raise ReplayError(
-            f"{path} is no replay recording: its first line is not a "
+            f"{shown(path)} is no replay recording: its first line is not a "
             f'{{"{HEADER_KEY}": {FORMAT_VERSION}, …}} header'
         )
     version = first[HEADER_KEY]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ReplayError(f"{path}: the replay header's version {version!r:.20} is not valid")
+        raise ReplayError(
+            f"{shown(path)}: the replay header's version {version!r:.20} is not valid"
+        )
     if version > FORMAT_VERSION:
         raise ReplayError(
-            f"{path} was recorded in replay format {version}, newer than this LocalMind "
+            f"{shown(path)} was recorded in replay format {version}, newer than this LocalMind "
             f"reads (format {FORMAT_VERSION}); upgrade localmind-jupyter to play it"
         )
     return version
@@ -165,6 +176,6 @@ def check_writable(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise ReplayError(
-            f"cannot record into {path}: {getattr(exc, 'strerror', None) or exc}; "
+            f"cannot record into {shown(path)}: {getattr(exc, 'strerror', None) or exc}; "
             "name a writable file: `%localmind replay record PATH` (or set LOCALMIND_REPLAY_FILE)"
         ) from None

@@ -40,6 +40,7 @@ from ._replay_file import (
     append_answer,
     check_writable,
     read_recording,
+    shown,
     stamp_of,
 )
 
@@ -234,7 +235,7 @@ def _not_recorded(recording: Recording, backend: BaseBackend, request: Generatio
     spec = f"{backend.name}:{request.model}"
     prompts = {a["prompt"]: a for a in recording.answers.values()}
     start = (
-        f"replay is playing {recording.path}, which has no answer to this request "
+        f"replay is playing {shown(recording.path)}, which has no answer to this request "
         f"({spec}, prompt {_short(request.prompt)}); it was not sent."
     )
     advice = (
@@ -368,7 +369,7 @@ def record_answer(
         append_answer(path, row)
     except OSError as exc:
         warnings.warn(
-            f"replay: could not record the answer in {path}: "
+            f"replay: could not record the answer in {shown(path)}: "
             f"{getattr(exc, 'strerror', None) or exc}; name a writable file with "
             "`%localmind replay record PATH`",
             ReplayWarning,

@@ -41,10 +41,12 @@ def run_replay(magic: LocalMind, args: list[str]) -> None:
 
 
 def describe(state: Any) -> str:
+    from ..core._replay_file import shown
+
     path, why = state.where()
     count = state.count()
     held = "no file yet" if count is None else f"{count} recorded answer{'s' * (count != 1)}"
-    lines = [f"replay: {state.mode}", f"file: {path} ({why}; {held})"]
+    lines = [f"replay: {state.mode}", f"file: {shown(path)} ({why}; {held})"]
     if state.bad_env:
         lines.append(f"LOCALMIND_REPLAY={state.bad_env!r} is not a mode (record, play, off)")
     if state.mode == "play":
