@@ -82,6 +82,7 @@ def test_the_notebooks_are_there():
         "06-structured-output.ipynb",
         "07-which-model.ipynb",
         "08-ask-about-a-plot.ipynb",
+        "09-teaching-with-replay.ipynb",
     ]
     readme = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
     for name in names:
