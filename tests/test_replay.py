@@ -235,3 +235,40 @@ def test_the_file_is_per_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert state.where() == (tmp_path / "course" / "lesson.localmind.jsonl", "next to the notebook")
     monkeypatch.setenv("LOCALMIND_REPLAY_FILE", str(tmp_path / "shared.jsonl"))
     assert state.path == tmp_path / "shared.jsonl"
+
+
+def test_rows_a_batch_resumes_from_the_log_are_recorded_too(isolated_home: Path) -> None:
+    prompts = ["alpha", "beta"]
+    with OllamaTestServer([FakeModel("smollm:135m", reply=reply)]) as srv:
+        configure(isolated_home, srv.url)
+        first = lm.batch(prompts, progress=False)  # into the answer log, before recording
+        replay.set_mode("record")
+        resumed = lm.batch(prompts, progress=False)
+        assert resumed.cached == 2 and len(chats(srv)) == 2  # from the log, not sent again
+    replay.set_mode("play")
+    reset_session()
+    played = lm.batch(prompts, progress=False)
+    assert played.texts == first.texts and all(r.replayed for r in played)
+
+
+def test_thinking_replays_and_a_played_answer_can_be_stopped(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thinker = FakeModel("qwen3:0.6b", family="qwen3", capabilities=("completion", "thinking"))
+    with OllamaTestServer([FakeModel("smollm:135m", reply=reply), thinker]) as srv:
+        configure(isolated_home, srv.url)
+        replay.set_mode("record")
+        backend = ModelLoader().get("ollama")
+        live = backend.generate("think about it", "qwen3:0.6b", think=True)
+        long = backend.generate("a long answer " * 20, "smollm:135m")
+    assert live.thinking
+    replay.set_mode("play")
+    backend = ModelLoader().get("ollama")
+    again = backend.generate("think about it", "qwen3:0.6b", think=True)
+    assert (again.text, again.thinking) == (live.text, live.thinking) and again.replayed
+    monkeypatch.setenv("LOCALMIND_REPLAY_PACE", "100")
+    stream = backend.generate_stream("a long answer " * 20, "smollm:135m")
+    read = [next(iter(stream)), next(iter(stream))]
+    stream.close()  # the learner stops it: the partial answer is kept, marked cancelled
+    assert stream.response is not None and stream.response.finish_reason == "cancelled"
+    assert stream.response.text == "".join(read) and len(read[0]) < len(long.text)

@@ -28,7 +28,7 @@ from ..errors import BackendUnavailable, GenerationError, ModelNotFound, OptionE
 from ._batch_inputs import BatchInputs, prepare_inputs
 from ._batch_result import BatchProgress, BatchResult, ProgressCallback
 from .answer_log import answer_source, request_key
-from .replay import playing
+from .replay import playing, record_answer
 from .retry import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def run_batch(
     runner.policy = retry or RetryPolicy()
     runner.resumable = log is not None
     with answer_source("batch"):
-        if log is not None and resume:
+        if log is not None and resume and not playing():  # playing: rows from the recording
             runner.answer_from(log)
         runner.run(concurrency)
     return BatchResult(
@@ -170,6 +170,7 @@ class _Runner:
             if key in found:
                 answer = log.cached(name, request)
                 if answer is not None:
+                    record_answer(self.backend, request, answer, None)  # replay's record mode
                     self.answers[row] = answer
                     self.done += 1
                     self.cached += 1
