@@ -35,8 +35,9 @@ Message = dict[str, Any]
 
 #: (what it is, regex, replacement): nbval applies them with ``re.sub`` to every text output.
 SANITIZE_PATTERNS: tuple[tuple[str, str, str], ...] = (
-    # The footer: "transformers:smollm2-135m-instruct · 13 tokens · first token 0.12 s ·
-    # 24.7 tokens/s · 0.6 s" (also a compare column's footer, "~" before estimated counts).
+    # The footer: "transformers:smollm2-135m-instruct · 13 tokens · first token T s ·
+    # R tokens/s · D s" with numbers for T, R and D (also a compare column's footer, "~"
+    # before estimated counts).
     ("first token", r"first token \d+\.\d+ s", "first token T s"),
     ("tokens per second", r"\d+\.\d+ tokens/s", "R tokens/s"),
     ("duration", r"· \d+\.\d+ s\b", "· D s"),
