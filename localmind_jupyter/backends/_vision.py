@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import OptionError
 from ._catalog import load_catalog
 from ._checks import refuse_unsupported
+from ._image_settings import vision_example
 
 if TYPE_CHECKING:
     from .base import BaseBackend
@@ -125,7 +126,7 @@ def cannot_see(backend: BaseBackend, model: str) -> OptionError:
             None,
             images=True,
             model=model,
-            vision_example=backend._vision_example(),
+            vision_example=vision_example(backend.catalog_name),
         )
     except OptionError as exc:
         return exc

@@ -17,6 +17,7 @@ from ..core.images import ImageLimits
 from ..errors import ConfigError, GenerationError
 from ..secrets import is_secret_key, register_settings
 from ._checks import check_generic_name, refuse_unsupported
+from ._image_settings import check_image_settings, image_limits, vision_example
 from ._response import failed_response
 from ._stream import (
     Delta,
@@ -127,18 +128,6 @@ class BackendSettings:
     image_max_bytes: int | None = field(default=None, kw_only=True)
 
 
-#: The smallest values the image settings take (smaller would send unreadable images).
-_IMAGE_MINIMUM = {"image_max_edge": 16, "image_max_bytes": 1024}
-
-
-def _check_image_settings(settings: BackendSettings, backend_name: str) -> None:
-    for name, least in _IMAGE_MINIMUM.items():
-        value = getattr(settings, name, None)  # a plugin schema of its own may lack them
-        if value is not None and value < least:
-            key = f"backends.{backend_name}.settings.{name}"
-            raise ConfigError(f"{key}: must be at least {least} (got {value})", key=key)
-
-
 _ADAPTERS: dict[type[BackendSettings], TypeAdapter[BackendSettings]] = {}
 
 
@@ -224,7 +213,7 @@ class BaseBackend:
         fields = {f.name for f in dataclasses.fields(self.Settings)}
         inherited = {k: v for k, v in (defaults or {}).items() if k in fields and k not in settings}
         self.settings = dataclasses.replace(validated, **inherited) if inherited else validated
-        _check_image_settings(self.settings, self.name)
+        check_image_settings(self.settings, self.name)
         self._lock = threading.Lock()
         self.setup()
 
@@ -242,16 +231,7 @@ class BaseBackend:
     @property
     def image_limits(self) -> ImageLimits:
         """The limits images are prepared to for this backend: its defaults, or the settings."""
-        default = self.default_image_limits
-        edge = getattr(self.settings, "image_max_edge", None)
-        size = getattr(self.settings, "image_max_bytes", None)
-        if edge is None and size is None:
-            return default
-        return dataclasses.replace(
-            default,
-            max_edge=default.max_edge if edge is None else edge,
-            max_bytes=default.max_bytes if size is None else size,
-        )
+        return image_limits(self.settings, self.default_image_limits)
 
     # --- availability -------------------------------------------------------------------------
     def check_availability(self) -> tuple[bool, str | None]:
@@ -308,17 +288,9 @@ class BaseBackend:
                 None,
                 images=True,
                 model=model,
-                vision_example=self._vision_example(),
+                vision_example=vision_example(self.catalog_name),
             )
         return request
-
-    def _vision_example(self) -> str:
-        """A model of this backend's catalog tagged ``vision``, to name in a refusal."""
-        from ._catalog import load_catalog
-
-        name = self.catalog_name
-        entries = load_catalog(name) if name else ()
-        return next((e.name for e in entries if "vision" in e.tags), "")
 
     def deltas(self, request: GenerationRequest) -> Generator[Delta, None, None]:
         """The one method a backend writes: yield ``Started()`` once the request is sent
