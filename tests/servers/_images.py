@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tests.servers._image_answer import describe
+from tests.servers._json_kind import json_kind
 
 __all__ = [
     "ANTHROPIC_MEDIA_TYPES",
@@ -235,13 +236,13 @@ def ollama_binding_problem(body: dict[str, Any]) -> str | None:
             continue
         if not isinstance(images, list):
             return (
-                f"json: cannot unmarshal {_json_kind(images)} into Go struct field "
+                f"json: cannot unmarshal {json_kind(images)} into Go struct field "
                 "Message.messages.images of type []api.ImageData"
             )
         for item in images:
             if not isinstance(item, str):
                 return (
-                    f"json: cannot unmarshal {_json_kind(item)} into Go struct field "
+                    f"json: cannot unmarshal {json_kind(item)} into Go struct field "
                     "Message.messages.images of type api.ImageData"
                 )
             try:
@@ -405,15 +406,3 @@ def anthropic_problem(
                     f"allowed size: {ANTHROPIC_MAX_EDGE} pixels"
                 )
     return None
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from tests.servers import _images
 from tests.servers._faults import Fault, PromptFaults
+from tests.servers._json_kind import json_kind
 from tests.servers._loopback import LoopbackHTTPServer, LoopbackServer, cut
 
 __all__ = ["DEFAULT_LIBRARY", "FakeModel", "OllamaTestServer", "default_models", "vision_model"]
@@ -312,18 +313,6 @@ class ApiError(Exception):
         self.content_type = content_type
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _go_char(char: str) -> str:
     if char == "'":
         return "'\\''"
@@ -416,7 +405,7 @@ def _kind_matches(value: Any, kind: str) -> bool:
 
 
 def _type_error(value: Any, struct: str, path: str, go_type: str) -> ApiError:
-    kind = _json_kind(value)
+    kind = json_kind(value)
     if kind == "number" and go_type == "int":
         kind = f"number {value}"
     return ApiError(
@@ -437,7 +426,7 @@ def decode_request(raw: bytes, struct: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ApiError(
-            400, f"json: cannot unmarshal {_json_kind(value)} into Go value of type api.{struct}"
+            400, f"json: cannot unmarshal {json_kind(value)} into Go value of type api.{struct}"
         )
     for key, (kind, go_type) in _FIELDS.get(struct, {}).items():
         item = value.get(key)
@@ -500,7 +489,7 @@ def parse_keep_alive(value: Any) -> int:
             "bool": "bool",
             "array": "[]interface {}",
             "object": "map[string]interface {}",
-        }[_json_kind(value)]
+        }[json_kind(value)]
         raise ApiError(400, f"Unsupported type: '{go_type}'")
     if isinstance(value, str):
         try:
