@@ -17,6 +17,7 @@ SCRIPTS = [
     "bench_batch_openai.py",
     "bench_compare.py",
     "bench_transformers.py",
+    "bench_transformers_dtype.py",
     "bench_structured_transformers.py",
     "bench_batch_transformers.py",
     "bench_gguf.py",
