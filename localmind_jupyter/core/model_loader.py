@@ -56,7 +56,9 @@ def build_backend(config: LocalMindConfig, name: str) -> BackendStatus:
     status = BackendStatus(name=name, type=spec.type, enabled=spec.enabled)
     if not spec.enabled:
         status.available = False
-        status.reason = f"disabled in the config (set backends.{name}.enabled: true)"
+        status.reason = config.off_reasons.get(name) or (
+            f"disabled in the config (set backends.{name}.enabled: true)"
+        )
         return status
     try:
         try:
