@@ -14,7 +14,7 @@ from localmind_jupyter.config import load_config
 from localmind_jupyter.config_yaml import MAX_DEPTH, cache_info
 from localmind_jupyter.errors import ConfigError
 
-KNOWN = ["anthropic", "ollama", "openai", "transformers"]
+KNOWN = ["anthropic", "gguf", "ollama", "openai", "transformers"]
 
 
 def billion_laughs() -> str:
