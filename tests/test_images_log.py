@@ -137,7 +137,7 @@ def test_a_secret_in_an_image_label_is_redacted_in_the_log(registry: None):
     backend = SeeingBackend()
     backend.script = ["ok"]
     backend.answer_sink = log.record
-    backend.generate("x", "m", images=[to_image(photo(1), f"/tmp/{secret}/a.png")])
+    backend.generate("x", "m", images=[to_image(photo(1), f"/data/{secret}/a.png")])
     (row,) = log.entries()
     assert secret not in str(row["options"]) and secret not in str(row["messages"])
     assert "****" in row["options"]["images"][0]["label"]
