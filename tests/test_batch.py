@@ -4,7 +4,6 @@ per-row errors, DataFrames in and out, cancel, resume from the answer log, bad i
 from __future__ import annotations
 
 import re
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 import localmind_jupyter as lm
 from localmind_jupyter.errors import OptionError
 from localmind_jupyter.session import get_session, reset_session
+from tests.ollama_config import write_ollama_config
 from tests.servers.ollama_server import FakeModel, OllamaTestServer
 
 pd = pytest.importorskip("pandas")
@@ -57,17 +57,7 @@ def server(isolated_home: Path, recorder: Recorder) -> Iterator[OllamaTestServer
 
 
 def _configure(home: Path, srv: OllamaTestServer, extra: str = "") -> None:
-    (home / "config.yaml").write_text(
-        textwrap.dedent(
-            f"""
-            default_model: ollama:smollm:135m
-            backends:
-              ollama:
-                settings: {{base_url: "{srv.url}"}}
-            """
-        )
-        + extra
-    )
+    write_ollama_config(home, srv.url, extra)
     reset_session()
 
 

@@ -5,11 +5,11 @@ the metadata; ``LOCALMIND_REPLAY=play`` at kernel start; the file is named after
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.ollama_config import write_ollama_config
 from tests.servers.ollama_server import OllamaTestServer
 from tests.test_magic_kernel import Kernel, answer_messages, of_type
 
@@ -39,17 +39,7 @@ def lesson(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch)
     return folder / "lesson.ipynb"
 
 
-def configure(home: Path, url: str) -> None:
-    (home / "config.yaml").write_text(
-        textwrap.dedent(
-            f"""
-            default_model: ollama:smollm:135m
-            backends:
-              ollama:
-                settings: {{base_url: "{url}"}}
-            """
-        )
-    )
+configure = write_ollama_config
 
 
 def test_record_a_lesson_then_play_it_with_the_server_stopped(

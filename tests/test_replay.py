@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from localmind_jupyter.core.model_loader import ModelLoader
 from localmind_jupyter.errors import BackendUnavailable, OptionError
 from localmind_jupyter.session import reset_session
 from tests.conftest import free_port
+from tests.ollama_config import write_ollama_config
 from tests.servers.ollama_server import FakeModel, OllamaTestServer, split_words
 
 ANSWER = '{"capital": "Paris", "population_millions": 68.2}'
@@ -48,18 +48,7 @@ def clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_session()
 
 
-def configure(home: Path, url: str, extra: str = "") -> None:
-    (home / "config.yaml").write_text(
-        textwrap.dedent(
-            f"""
-            default_model: ollama:smollm:135m
-            backends:
-              ollama:
-                settings: {{base_url: "{url}"}}
-            """
-        )
-        + extra
-    )
+configure = write_ollama_config
 
 
 def chats(server: OllamaTestServer) -> list[dict]:
